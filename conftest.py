@@ -1,0 +1,66 @@
+"""Test configuration for `pytest` from the repo root: runs `tests/` and every notebook in `nbs/`.
+
+Notebooks are run by nbval, strictly (stored outputs are compared), with three changes that make
+nbval and nbdev agree on one marking:
+
+- `nbdev_clean` sets every execution count to None but keeps the outputs. nbval takes a cell with
+  no count for "never run" and fails it ("Unrun reference cell has outputs"), or skips its outputs.
+  Here a cell's stored outputs are the reference, whatever its count.
+- Cells that `nbdev_test` skips (`#| eval: false`, or a test flag from settings.ini such as
+  `#| slow`) are skipped by nbval too, so one marking serves both runners.
+- Output that varies between runs is marked `# NBVAL_IGNORE_OUTPUT` (nbdev ignores it), and memory
+  addresses are sanitized.
+
+The environment is fixed before any kernel starts: smoke mode, one thread per process (parallel
+workers on 2 cores that each use 2 torch threads run ~15x slower), no progress bars, Agg backend.
+"""
+import os, re
+from configparser import ConfigParser
+from pathlib import Path
+
+for k, v in dict(SEGCOURSE_MODE='smoke', SEGCOURSE_TESTING='1', OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
+                 OPENBLAS_NUM_THREADS='1', SEGCOURSE_THREADS='1', MPLBACKEND='Agg', TQDM_DISABLE='1',
+                 PYTHONHASHSEED='0', PYTHONWARNINGS='ignore::DeprecationWarning').items():
+    os.environ.setdefault(k, v)
+
+import pytest
+
+ROOT = Path(__file__).parent
+_cfg = ConfigParser(delimiters=['=']); _cfg.read(ROOT/'settings.ini')
+TEST_FLAGS = _cfg['DEFAULT'].get('tst_flags', '').split()
+_skip_re = re.compile(r'^\s*#\s*\|\s*(?:eval\s*:\s*false|(?:%s)\b)' % '|'.join(map(re.escape, TEST_FLAGS or ['notest'])), re.M)
+SANITIZE = {r'0x[0-9a-fA-F]{6,}': '0xADDRESS'}
+
+try:
+    from nbval.plugin import IPyNbFile
+except ImportError:  # nbval is a dev dependency; without it notebooks are not collected
+    IPyNbFile = None
+
+def _is_lesson_or_api_nb(path: Path) -> bool:
+    rel = path.relative_to(ROOT)
+    return (path.suffix == '.ipynb' and rel.parts[0] == 'nbs'
+            and not any(p.startswith(('_', '.')) for p in rel.parts))
+
+if IPyNbFile is not None:
+    class NbdevNotebook(IPyNbFile):
+        "An nbval notebook whose skip markings and reference outputs follow nbdev's conventions."
+        def setup(self):
+            self.config.option.nbval_current_env = True  # the kernel of this environment, whatever the notebook says
+            super().setup()
+
+        def setup_sanitize_files(self):
+            super().setup_sanitize_files()
+            self.sanitize_patterns.update(SANITIZE)
+
+        def collect(self):
+            for item in super().collect():
+                cell = item.cell
+                if _skip_re.search(cell.source): item.options['skip'] = True
+                if cell.outputs and cell.execution_count is None: cell.execution_count = 1
+                yield item
+
+    def pytest_collect_file(file_path, parent):
+        opt = parent.config.option
+        if opt.nbval or opt.nbval_lax: return None  # plain nbval asked for explicitly
+        if _is_lesson_or_api_nb(Path(file_path)):
+            return NbdevNotebook.from_parent(parent, path=file_path)
