@@ -12,14 +12,14 @@ nbval and nbdev agree on one marking:
   addresses are sanitized.
 
 The environment is fixed before any kernel starts: smoke mode, one thread per process (parallel
-workers on 2 cores that each use 2 torch threads run ~15x slower), no progress bars, Agg backend.
+workers on 2 cores that each use 2 torch threads run ~15x slower), no progress bars.
 """
 import os, re
 from configparser import ConfigParser
 from pathlib import Path
 
 for k, v in dict(SEGCOURSE_MODE='smoke', SEGCOURSE_TESTING='1', OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
-                 OPENBLAS_NUM_THREADS='1', SEGCOURSE_THREADS='1', MPLBACKEND='Agg', TQDM_DISABLE='1',
+                 OPENBLAS_NUM_THREADS='1', SEGCOURSE_THREADS='1', TQDM_DISABLE='1',
                  PYTHONHASHSEED='0', PYTHONWARNINGS='ignore::DeprecationWarning').items():
     os.environ.setdefault(k, v)
 

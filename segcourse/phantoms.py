@@ -87,7 +87,7 @@ def _annotate(rng, theta, dist, r0, harmonics, area, annotators, disagreement):
     return out
 
 # %% ../nbs/api/01_phantoms.ipynb #5e2bb215
-def _lesions(rng, rho, brain, lesion_prob, fg_fraction, max_lesions, annotators, disagreement):
+def _lesions(rng, rho, brain, tissue, lesion_prob, fg_fraction, max_lesions, annotators, disagreement):
     "Truth (H,W) uint8, annotator masks (A,H,W) uint8, lesion intensity weight (H,W) and lesion count."
     size = rho.shape[0]
     truth, ann = np.zeros((size, size), np.uint8), np.zeros((annotators, size, size), np.uint8)
@@ -95,7 +95,7 @@ def _lesions(rng, rho, brain, lesion_prob, fg_fraction, max_lesions, annotators,
     n = int(rng.integers(1, max_lesions + 1)) if rng.random() < lesion_prob else 0
     if n == 0: return truth, ann, weight, 0
     total = size*size*fg_fraction/lesion_prob * rng.lognormal(-0.5*0.6**2, 0.6)  # mean: the target
-    inside = np.flatnonzero((rho < 0.72).ravel())
+    inside = np.flatnonzero(((rho < 0.72) & (tissue > 0.3)).ravel())  # not in a ventricle
     for area in np.maximum(total*rng.dirichlet(np.full(n, 1.5)), 6.0):
         r0 = np.sqrt(area/np.pi)
         ci, cj = np.unravel_index(inside[rng.integers(inside.size)], (size, size))
@@ -168,7 +168,7 @@ def make_phantom(seed:int|np.random.Generator=0, # Seed or generator: the same s
     _check_phantom_args(size, channels, lesion_prob, fg_fraction, max_lesions, contrast, noise, noise_type, annotators, disagreement)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     tissue, rho, brain = _head(rng, size)
-    truth, ann, weight, n = _lesions(rng, rho, brain, lesion_prob, fg_fraction, max_lesions, annotators, disagreement)
+    truth, ann, weight, n = _lesions(rng, rho, brain, tissue, lesion_prob, fg_fraction, max_lesions, annotators, disagreement)
     image = _acquire(rng, tissue, weight, channels, contrast, noise, noise_type)
     return dict(image=image, truth=truth, annotator_masks=ann, lesion_count=n)
 
