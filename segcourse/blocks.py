@@ -14,8 +14,8 @@ from torch import nn
 from .core import check_option
 
 # %% auto #0
-__all__ = ['NORMS', 'UPSAMPLES', 'make_norm', 'check_dropout', 'ConvBlock', 'Upsample', 'pad_to_multiple', 'crop_to',
-           'trace_shapes']
+__all__ = ['NORMS', 'UPSAMPLES', 'make_norm', 'check_positive', 'check_features', 'check_dropout', 'ConvBlock', 'Upsample',
+           'pad_to_multiple', 'crop_to', 'trace_shapes', 'receptive_field']
 
 # %% ../nbs/api/04a_blocks.ipynb #02520223
 NORMS = ('batch', 'instance', 'group', None)
@@ -33,14 +33,31 @@ def make_norm(norm:str|None, # "batch", "instance", "group" or None
     if norm == 'group': return nn.GroupNorm(_groups(channels), channels)
     return nn.Identity()
 
-# %% ../nbs/api/04a_blocks.ipynb #079c94bd
+# %% ../nbs/api/04a_blocks.ipynb #f57fe908
+def check_positive(name:str, # The argument's name
+                   value:int, # The value given
+                  ) -> int:
+    "Return `value` if it is a positive int, else raise a `ValueError` naming the argument."
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+def check_features(features:Sequence[int], # Widths per level, shallowest first
+                   min_levels:int=2, # Smallest number of levels allowed
+                  ) -> tuple[int, ...]:
+    "Return `features` as a tuple of positive ints with at least `min_levels` entries, else raise."
+    if isinstance(features, int) or not all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in features):
+        raise ValueError(f"features must be a sequence of positive ints (widths per level), got {features!r}")
+    if len(features) < min_levels: raise ValueError(f"features needs at least {min_levels} levels, got {len(features)}: {features!r}")
+    return tuple(features)
+
 def check_dropout(dropout:float) -> float:
     "Return `dropout` if it is a probability in [0, 1), else raise a `ValueError`."
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
     return float(dropout)
 
-# %% ../nbs/api/04a_blocks.ipynb #81f6663c
+# %% ../nbs/api/04a_blocks.ipynb #dd6925eb
 class ConvBlock(nn.Sequential):
     "Two 3x3 convolutions, each followed by norm and ReLU; `B C_in H W -> B C_out H W`."
     def __init__(self, in_channels:int, # Input channels C_in
@@ -56,7 +73,7 @@ class ConvBlock(nn.Sequential):
         if check_dropout(dropout) > 0: layers.append(nn.Dropout2d(dropout))
         super().__init__(*layers)
 
-# %% ../nbs/api/04a_blocks.ipynb #79ec612d
+# %% ../nbs/api/04a_blocks.ipynb #e546ff28
 UPSAMPLES = ('transpose', 'bilinear')
 
 class Upsample(nn.Sequential):
@@ -70,7 +87,7 @@ class Upsample(nn.Sequential):
         else: super().__init__(nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False),
                                nn.Conv2d(in_channels, out_channels, 1))
 
-# %% ../nbs/api/04a_blocks.ipynb #ddf4557c
+# %% ../nbs/api/04a_blocks.ipynb #3af84baa
 def pad_to_multiple(x:torch.Tensor, # Input `B C H W`
                     multiple:int, # Pad `H` and `W` up to a multiple of this
                    ) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -86,7 +103,7 @@ def crop_to(x:torch.Tensor, # Tensor `B C H' W'` at least as large as `size`
     "Crop `x` to its top-left `H x W`, undoing `pad_to_multiple`."
     return x[..., :size[0], :size[1]]
 
-# %% ../nbs/api/04a_blocks.ipynb #99769e7c
+# %% ../nbs/api/04a_blocks.ipynb #59f31d26
 def trace_shapes(model:nn.Module, # Model to run
                  x:torch.Tensor, # Input `B C H W`
                  names:Sequence[str]|None=None, # Submodule names to record; default the direct children
@@ -107,3 +124,20 @@ def trace_shapes(model:nn.Module, # Model to run
     finally:
         for h in hooks: h.remove()
     return seen
+
+# %% ../nbs/api/04a_blocks.ipynb #a02d3b1b
+def _pair(v): return v[0] if isinstance(v, tuple) else v
+
+def receptive_field(modules:Sequence[nn.Module], # Layers from the input to the unit of interest, in order
+                   ) -> float:
+    "Theoretical receptive field, in input pixels, of a unit after `modules` (`inf` if attention is on the way)."
+    r, j = 1, 1
+    for m in modules:
+        for layer in m.modules():
+            if getattr(layer, 'global_receptive_field', False) or isinstance(layer, (nn.TransformerEncoderLayer, nn.MultiheadAttention)):
+                return math.inf
+            if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+                k, s = _pair(layer.kernel_size), _pair(layer.stride)
+                d = _pair(getattr(layer, 'dilation', 1))
+                r, j = r + (k - 1) * d * j, j * s
+    return r

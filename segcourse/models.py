@@ -4,21 +4,64 @@
 
 # %% ../nbs/api/04f_models.ipynb #5b9aebf0
 from __future__ import annotations
+import inspect, math
 
+import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from .core import check_option
+from .blocks import receptive_field
+from .segnet import SegNet
+from .transunet import TransUNet
 from .unet import UNet
+from .unetpp import UNetPlusPlus
 
 # %% auto #0
-__all__ = ['MODELS', 'get_model']
+__all__ = ['MODELS', 'get_model', 'model_summary', 'summary_table']
 
-# %% ../nbs/api/04f_models.ipynb #99e3152e
-MODELS = {'unet': UNet}
+# %% ../nbs/api/04f_models.ipynb #1e5db82b
+MODELS = {'unet': UNet, 'segnet': SegNet, 'unetpp': UNetPlusPlus, 'transunet': TransUNet}
 
-def get_model(name:str, # A key of `MODELS`, e.g. "unet" (case-insensitive)
+def get_model(name:str, # A key of `MODELS`: "unet", "segnet", "unetpp" or "transunet" (case-insensitive)
               **kwargs, # Passed to the model's constructor
              ) -> nn.Module:
     "Build the model registered as `name` with `kwargs`."
     if not isinstance(name, str): raise TypeError(f"model name must be a string, got {type(name).__name__}")
-    return MODELS[check_option('model', name.lower(), MODELS)](**kwargs)
+    cls = MODELS[check_option('model', name.lower(), MODELS)]
+    valid = [p for p in inspect.signature(cls).parameters]
+    for k in kwargs:
+        if k not in valid: raise TypeError(f"{cls.__name__} has no argument {k!r}; it takes {valid}")
+    return cls(**kwargs)
+
+# %% ../nbs/api/04f_models.ipynb #acf922e4
+def model_summary(model:nn.Module, # Any model; `receptive_field` needs an `encoder_path()` method
+                  input_shape:tuple, # `B C H W`, or `C H W` for batch 1
+                 ) -> dict:
+    "Parameters, trainable parameters, output shape, MACs per forward pass and deepest receptive field of `model`."
+    shape = tuple(input_shape)
+    if len(shape) == 3: shape = (1,) + shape
+    if len(shape) != 4: raise ValueError(f"input_shape must be (B, C, H, W) or (C, H, W), got {tuple(input_shape)}")
+    p = next(model.parameters(), None)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(p.device if p is not None else 'cpu')
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter: out = model(x)
+    finally: model.train(was_training)
+    rf = receptive_field(model.encoder_path()) if hasattr(model, 'encoder_path') else None
+    return dict(params=sum(q.numel() for q in model.parameters()),
+                trainable=sum(q.numel() for q in model.parameters() if q.requires_grad),
+                output_shape=tuple(out.shape), macs=counter.get_total_flops() // 2, receptive_field=rf)
+
+# %% ../nbs/api/04f_models.ipynb #a49890ab
+def summary_table(models:dict, # Name -> model
+                  input_shape:tuple, # `B C H W` or `C H W`, passed to `model_summary`
+                 ) -> str:
+    "A plain-text table of `model_summary` for several models, one row each."
+    rows = [f"{'model':14s} {'params':>10s} {'trainable':>10s} {'MMACs':>9s} {'RF (px)':>8s}  output"]
+    for name, m in models.items():
+        s = model_summary(m, input_shape)
+        rf = '-' if s['receptive_field'] is None else 'global' if math.isinf(s['receptive_field']) else str(s['receptive_field'])
+        rows.append(f"{name:14s} {s['params']:>10,d} {s['trainable']:>10,d} {s['macs'] / 1e6:>9.1f} {rf:>8s}  {s['output_shape']}")
+    return '\n'.join(rows)

@@ -10,21 +10,12 @@ import torch
 from torch import nn
 
 from .core import check_option
-from .blocks import ConvBlock, Upsample, check_dropout, crop_to, pad_to_multiple
+from .blocks import ConvBlock, Upsample, check_dropout, check_features, check_positive, crop_to, pad_to_multiple
 
 # %% auto #0
-__all__ = ['DROPOUT_PLACES', 'check_features', 'check_skips', 'check_dropout_at', 'UNet']
+__all__ = ['DROPOUT_PLACES', 'check_skips', 'check_dropout_at', 'UNet']
 
-# %% ../nbs/api/04b_unet.ipynb #7bfdb371
-def check_features(features:Sequence[int], # Widths per level, shallowest first
-                   min_levels:int=2, # Smallest number of levels allowed
-                  ) -> tuple[int, ...]:
-    "Return `features` as a tuple of positive ints with at least `min_levels` entries, else raise."
-    if isinstance(features, int) or not all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in features):
-        raise ValueError(f"features must be a sequence of positive ints (widths per level), got {features!r}")
-    if len(features) < min_levels: raise ValueError(f"features needs at least {min_levels} levels, got {len(features)}: {features!r}")
-    return tuple(features)
-
+# %% ../nbs/api/04b_unet.ipynb #cbac6bc8
 def check_skips(skips:bool|Sequence[bool], # One bool for all levels, or one per encoder level
                 n:int, # Number of encoder levels
                ) -> tuple[bool, ...]:
@@ -57,6 +48,7 @@ class UNet(nn.Module):
                  dropout_at:str|Sequence[str]=DROPOUT_PLACES, # Where dropout goes: "encoder", "bottleneck", "decoder"
                 ):
         super().__init__()
+        in_channels, out_channels = check_positive('in_channels', in_channels), check_positive('out_channels', out_channels)
         f = self.features = check_features(features)
         depth = len(f) - 1
         self.skips, self.multiple = check_skips(skips, depth), 2**depth
@@ -83,3 +75,7 @@ class UNet(nn.Module):
             if self.skips[i]: x = torch.cat([kept[i], x], dim=1)
             x = self.decoders[i](x)
         return crop_to(self.head(x), size)
+
+    def encoder_path(self) -> list[nn.Module]:
+        "The layers from the input to the bottleneck, in order (for `receptive_field`)."
+        return [m for e in self.encoders for m in (e, self.pool)] + [self.bottleneck]
