@@ -87,19 +87,36 @@ class RandomFlip(Transform):
         m[:, 1, 1] = torch.where(_rand(n, g, device) < self.vertical, -1., 1.)
         return m
 
+def _grid(m:torch.Tensor, h:int, w:int, dtype) -> torch.Tensor:
+    "Sampling grid `B H W 2` of matrices `m` (as `F.affine_grid`, align_corners=False, without its slow matmul)."
+    xs = (torch.arange(w, device=m.device, dtype=dtype) * 2 + 1) / w - 1
+    ys = ((torch.arange(h, device=m.device, dtype=dtype) * 2 + 1) / h - 1)[:, None]
+    m = m.to(dtype)[:, :2, :, None, None]  # B 2 3 1 1
+    return torch.stack([m[:, 0, 0] * xs + m[:, 0, 1] * ys + m[:, 0, 2],
+                        m[:, 1, 0] * xs + m[:, 1, 1] * ys + m[:, 1, 2]], -1)
+
+def _flip_dims(m:torch.Tensor) -> list|None:
+    "The axes to flip if every matrix is the same pure flip, else None."
+    d = torch.diagonal(m[:, :2, :2], dim1=1, dim2=2)
+    if not (torch.equal(m[0], m[-1]) and torch.equal(m[:, :2, :2], torch.diag_embed(d)) and (d.abs() == 1).all()
+            and not m[:, :2, 2].any()): return None
+    return [dim for dim, v in ((-1, d[0, 0]), (-2, d[0, 1])) if v < 0]
+
 def warp(image:torch.Tensor, # `B C H W`
          mask:torch.Tensor|None, # `B A H W` or None
          matrices:torch.Tensor, # `B 3 3`, output -> input in normalised coordinates
         ) -> tuple:
     "Resample image (bilinear) and masks (nearest) with one affine matrix per sample; outside is 0."
-    if torch.equal(matrices, _eye(len(matrices), matrices.device)): return image, mask
-    grid = F.affine_grid(matrices[:, :2].to(image.dtype), list(image.shape), align_corners=False)
+    dims = _flip_dims(matrices)
+    if dims is not None:  # identity or a flip: exact and cheap
+        return (image.flip(dims), None if mask is None else mask.flip(dims)) if dims else (image, mask)
+    grid = _grid(matrices, image.shape[-2], image.shape[-1], image.dtype)
     image = F.grid_sample(image, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
     if mask is not None:
         mask = F.grid_sample(mask.to(image.dtype), grid, mode='nearest', padding_mode='zeros', align_corners=False)
     return image, mask
 
-# %% ../nbs/api/03_transforms.ipynb #7eca807b
+# %% ../nbs/api/03_transforms.ipynb #51cab7f1
 class Compose(Transform):
     "Apply transforms in order to `(image, mask)`; consecutive geometric ones resample once."
     def __init__(self, transforms:list, # Transforms, applied in order
@@ -150,7 +167,7 @@ class Compose(Transform):
 
     def __repr__(self): return f"Compose({self.transforms}, seed={self.seed})"
 
-# %% ../nbs/api/03_transforms.ipynb #64b5bbc6
+# %% ../nbs/api/03_transforms.ipynb #6cd1b32e
 def _pair(size) -> tuple: return (size, size) if isinstance(size, int) else tuple(size)
 
 def _crop(image, mask, size, top, left):
@@ -189,15 +206,17 @@ class Resize(Transform):
         image = F.interpolate(image, size=self.size, mode='bilinear', antialias=True, align_corners=False)
         return image, None if mask is None else F.interpolate(mask.float(), size=self.size, mode='nearest')
 
-# %% ../nbs/api/03_transforms.ipynb #80e3ea17
+# %% ../nbs/api/03_transforms.ipynb #8c6ccd22
 class IntensityTransform(Transform):
     "Changes the image only; `_image(image, g)` returns the new image, applied to samples chosen with `p`."
     def _image(self, image, g): raise NotImplementedError
     def apply(self, image, mask, g):
         chosen = self._chosen(len(image), g, image.device)
         if not chosen.any(): return image, mask
-        new = self._image(image, g)
-        return torch.where(chosen.view(-1, 1, 1, 1), new, image), mask
+        if chosen.all(): return self._image(image, g), mask
+        new = image.clone()
+        new[chosen] = self._image(image[chosen], g)  # only the chosen samples are computed
+        return new, mask
 
 class ZScore(IntensityTransform):
     "Per image and channel: subtract the mean, divide by the standard deviation."
@@ -218,7 +237,7 @@ class PercentileClip(IntensityTransform):
         lo, hi = q[0][..., None], q[1][..., None]
         return ((image.clamp(min=lo, max=hi) - lo) / (hi - lo).clamp(min=1e-6))
 
-# %% ../nbs/api/03_transforms.ipynb #8a8cb628
+# %% ../nbs/api/03_transforms.ipynb #cf6a6f8e
 def _per_sample(v, n): return v.view(n, 1, 1, 1)
 
 class RandomGamma(IntensityTransform):
@@ -271,7 +290,7 @@ class GaussianBlur(IntensityTransform):
         x = F.conv2d(F.conv2d(x, k[..., None], groups=b * c), k[:, :, None], groups=b * c)
         return x.reshape(b, c, h, w)
 
-# %% ../nbs/api/03_transforms.ipynb #6f024551
+# %% ../nbs/api/03_transforms.ipynb #a05ee3c8
 def default_augmentation(size:int|tuple|None=None, # Random crop to this size at the end (None: keep the size)
                          seed:int|None=None, # Seed (None: torch's global generator)
                          batch:bool|None=None, # True for `B C H W` batches
