@@ -17,6 +17,9 @@ from .region_losses import (soft_dice_loss, log_cosh_dice_loss, iou_loss, tversk
                                      sensitivity_specificity_loss, generalised_dice_loss, soft_counts,
                                      DiceLoss, LogCoshDiceLoss, IoULoss, TverskyLoss, FocalTverskyLoss,
                                      SensitivitySpecificityLoss, GeneralisedDiceLoss)
+from .boundary_losses import (shape_aware_loss, boundary_loss, hausdorff_dt_loss, distance_maps,
+                                       signed_distance_map, contour_distance_map, DistanceMapCache,
+                                       ShapeAwareLoss, BoundaryLoss, HausdorffDTLoss)
 from .compound_losses import dice_bce_loss, combo_loss, exp_log_loss, DiceBCELoss, ComboLoss, ExpLogLoss
 
 # %% auto #0
@@ -28,6 +31,7 @@ LOSSES = {
     'dice': DiceLoss, 'log_cosh_dice': LogCoshDiceLoss, 'iou': IoULoss, 'tversky': TverskyLoss,
     'focal_tversky': FocalTverskyLoss, 'sensitivity_specificity': SensitivitySpecificityLoss,
     'generalised_dice': GeneralisedDiceLoss,
+    'shape_aware': ShapeAwareLoss, 'boundary': BoundaryLoss, 'hausdorff_dt': HausdorffDTLoss,
     'dice_bce': DiceBCELoss, 'combo': ComboLoss, 'exp_log': ExpLogLoss,
 }
 
