@@ -114,11 +114,11 @@ def check_empty(empty) -> str|float:
     if isinstance(empty, (int, float, np.number)) and not isinstance(empty, bool): return float(empty)
     return check_option('empty', empty, EMPTY_POLICIES + ('a number',))
 
-def _ratio(num, den, c:Confusion, empty, best:float=1., worst:float=0.):
+def _ratio(num, den, c:Confusion, empty, best:float=1., worst:float=0., agree=None):
     "`num/den` where `den > 0`; where `den == 0` the value the `empty` policy gives."
     val = num / torch.where(den == 0, torch.ones_like(den), den)
     if empty == 'match':
-        agree = (c.fp == 0) & (c.fn == 0)
+        if agree is None: agree = (c.fp == 0) & (c.fn == 0)
         fill = torch.where(agree, torch.full_like(val, best), torch.full_like(val, worst))
     else: fill = torch.full_like(val, math.nan if empty == 'nan' else empty)
     return torch.where(den == 0, fill, val)
@@ -139,7 +139,7 @@ def _volume(c, empty):
 
 # %% ../nbs/api/06a_metrics.ipynb #6b862e6a
 def _pairs(c, empty):
-    "Pair-counting and chance-corrected agreement (Taha & Hanbury 2015)."
+    "Pair-counting and chance-corrected agreement (Taha & Hanbury 2015); pairs agree when the partitions are equal."
     n = c.tp + c.fp + c.fn + c.tn
     sq = c.tp**2 + c.fp**2 + c.fn**2 + c.tn**2
     a = (c.tp*(c.tp-1) + c.fp*(c.fp-1) + c.fn*(c.fn-1) + c.tn*(c.tn-1)) / 2
@@ -149,7 +149,7 @@ def _pairs(c, empty):
     marg = (c.tp+c.fp)*(c.fp+c.tn) + (c.tp+c.fn)*(c.fn+c.tn)
     mcc_den = ((c.tp+c.fp)*(c.tp+c.fn)*(c.tn+c.fp)*(c.tn+c.fn)).sqrt()
     return {'rand_index': _ratio(a + d, a + b + cc + d, c, empty),
-            'adjusted_rand_index': _ratio(2*(a*d - b*cc), (a+b)*(b+d) + (a+cc)*(cc+d), c, empty),
+            'adjusted_rand_index': _ratio(2*(a*d - b*cc), (a+b)*(b+d) + (a+cc)*(cc+d), c, empty, agree=(b == 0) & (cc == 0)),
             'cohen_kappa': _ratio(2*(c.tp*c.tn - c.fn*c.fp), marg, c, empty),
             'mcc': _ratio(c.tp*c.tn - c.fp*c.fn, mcc_den, c, empty)}
 
