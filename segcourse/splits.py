@@ -74,6 +74,13 @@ def split_by_case(data, # A dataset with `case_ids`, or one case id per item
         start = 0
         for name, n in zip(fr, _counts(len(group), fr)):
             split_of.update((c, name) for c in group[start:start + n]); start += n
+    wanted = [name for name, f in fr.items() if f > 0]
+    if len(cases) >= len(wanted):  # strata rounded down: give every wanted split a case
+        for name in wanted:
+            sizes = {k: list(split_of.values()).count(k) for k in fr}
+            if sizes[name] == 0:
+                donor = max(sizes, key=sizes.get)
+                split_of[[c for c, k in split_of.items() if k == donor][-1]] = name
     out = {name: [] for name in fr}
     for i, c in enumerate(ids): out[split_of[c]].append(i)
     return out
