@@ -14,8 +14,9 @@ from .core import check_option
 from .metrics import Confusion, as_scores, check_empty, from_counts
 
 # %% auto #0
-__all__ = ['SWEEP_METRICS', 'AVERAGES', 'TABLE_METRICS', 'threshold_grid', 'sweep_counts', 'Sweep', 'ThresholdSweep',
-           'sweep_thresholds', 'MetricTable', 'threshold_table']
+__all__ = ['SWEEP_METRICS', 'AVERAGES', 'TABLE_METRICS', 'CRITERIA', 'threshold_grid', 'sweep_counts', 'Sweep', 'ThresholdSweep',
+           'sweep_thresholds', 'roc_curve', 'pr_curve', 'MetricTable', 'threshold_table', 'ChosenThreshold',
+           'select_threshold', 'score_threshold', 'threshold_report']
 
 # %% ../nbs/api/07_thresholds.ipynb #f56ea971
 def threshold_grid(thresholds=101, # Number of evenly spaced points on [0, 1], or the thresholds themselves
@@ -39,7 +40,7 @@ def _bins(p:torch.Tensor, thr:torch.Tensor, uniform:bool) -> torch.Tensor:
     lo, step = float(thr[0]), float(thr[-1] - thr[0]) / (k - 1)
     b = ((p - lo) * (1 / step)).floor_().clamp_(-1, k - 1).long().add_(1)
     ext = torch.cat([thr.new_tensor([-math.inf]), thr, thr.new_tensor([math.inf])])
-    b += (p >= ext[b + 1]); b -= (p < ext[b])
+    b += (p >= ext[b + 1]); b -= (p < ext[b]).long()
     return b
 
 def _is_uniform(thr:torch.Tensor) -> bool:
@@ -96,10 +97,19 @@ class Sweep:
     counts: Confusion  # micro counts per threshold
     n_images: int
 
+    @property
+    def fingerprint(self) -> int:
+        "A hash of the per-threshold counts: equal for the same data on the same grid."
+        return hash((self.n_images, tuple(self.thresholds.tolist()), *(tuple(x.tolist()) for x in self.counts)))
+
     def at(self, threshold:float, average:str='micro') -> dict:
         "Metrics at the grid threshold nearest to `threshold`."
         k = int(np.abs(self.thresholds - threshold).argmin())
         return {'threshold': float(self.thresholds[k]), **{m: float(v[k]) for m, v in getattr(self, check_option('average', average, AVERAGES)).items()}}
+
+    def micro_of(self, name:str) -> np.ndarray:
+        "Any count metric (micro) at every threshold, from the stored counts."
+        return self.micro[name] if name in self.micro else from_counts(self.counts, name).numpy()
 
 # %% ../nbs/api/07_thresholds.ipynb #5b31f422
 class ThresholdSweep:
@@ -158,7 +168,29 @@ def _batches(probs, target):
     if isinstance(probs, (torch.Tensor, np.ndarray)): raise ValueError("target is required when probs is an array")
     return probs
 
-# %% ../nbs/api/07_thresholds.ipynb #ec507f0e
+# %% ../nbs/api/07_thresholds.ipynb #28d5ff65
+def _area(x, y) -> float:
+    "Trapezoid area under y(x) for x running from high to low."
+    return float(-np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))
+
+def roc_curve(sweep:Sweep, # A sweep (from `sweep_thresholds`)
+             ) -> dict:
+    "ROC curve from a sweep: `fpr`, `tpr`, `thresholds` (increasing threshold, decreasing rates) and `auc`."
+    tpr, fpr = sweep.micro_of('sensitivity'), 1 - sweep.micro_of('specificity')
+    ends_f, ends_t = np.r_[1., fpr, 0.], np.r_[1., tpr, 0.]  # threshold -inf and +inf
+    return {'fpr': fpr, 'tpr': tpr, 'thresholds': sweep.thresholds, 'auc': _area(ends_f, ends_t)}
+
+def pr_curve(sweep:Sweep, # A sweep (from `sweep_thresholds`)
+            ) -> dict:
+    "Precision-recall curve from a sweep: `recall`, `precision`, `thresholds` and `auc` (trapezoid; no predictions: precision 1)."
+    c = sweep.counts
+    tp, fp = c.tp.double().numpy(), c.fp.double().numpy()
+    prec = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.)
+    rec = tp / max(float(c.tp[0] + c.fn[0]), 1.)
+    return {'recall': rec, 'precision': prec, 'thresholds': sweep.thresholds,
+            'auc': _area(np.r_[rec, 0.], np.r_[prec, 1.])}
+
+# %% ../nbs/api/07_thresholds.ipynb #28196e5c
 TABLE_METRICS = ('accuracy', 'sensitivity', 'specificity', 'precision', 'iou', 'dice')
 
 class MetricTable:
@@ -181,7 +213,7 @@ class MetricTable:
         head, body = self._cells()
         return '\n'.join(['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)] + ['| ' + ' | '.join(b) + ' |' for b in body])
 
-# %% ../nbs/api/07_thresholds.ipynb #b2c804fe
+# %% ../nbs/api/07_thresholds.ipynb #d81352f3
 def threshold_table(probs, # Probabilities B 1 H W [D]; an iterable of `(probs, target)` batches; or a dict split -> (probs, target)
                     target=None, # Binary target (not used with a dict or an iterable)
                     thresholds=(0.1, 0.3, 0.5, 0.7, 0.9), # The thresholds, rows of the table
@@ -200,4 +232,91 @@ def threshold_table(probs, # Probabilities B 1 H W [D]; an iterable of `(probs, 
             row['threshold'] = float(thr)
             row.update({m: float(getattr(sw, average)[m][k]) for m in metrics})
             rows.append(row)
+    return MetricTable(rows)
+
+# %% ../nbs/api/07_thresholds.ipynb #c9112b1b
+CRITERIA = ('gmean', 'youden', 'f1', 'dice', 'iou', 'sensitivity_at', 'cost')
+
+class ChosenThreshold(float):
+    "A threshold (a float) that remembers how, and on which data, it was chosen."
+    def __new__(cls, value, criterion, score, average, fingerprint, grid):
+        self = super().__new__(cls, value)
+        self.criterion, self.score, self.average, self.fingerprint, self.grid = criterion, score, average, fingerprint, grid
+        return self
+    def __repr__(self): return f"ChosenThreshold({float(self):g}, criterion={self.criterion!r}, score={self.score:.4f})"
+
+def _argbest(values:np.ndarray) -> int:
+    "Index of the best (largest) value; ties: the median of the tied indices."
+    v = np.where(np.isnan(values), -np.inf, values)
+    tied = np.flatnonzero(v == v.max())
+    return int(tied[(len(tied) - 1) // 2])
+
+# %% ../nbs/api/07_thresholds.ipynb #79cfb767
+def _criterion_values(sw:Sweep, criterion, average, min_sensitivity, fn_cost, fp_cost) -> np.ndarray:
+    check_option('criterion', criterion, CRITERIA)
+    vals = getattr(sw, average)
+    if criterion == 'cost':
+        return -(fn_cost * sw.counts.fn.double().numpy() + fp_cost * sw.counts.fp.double().numpy())
+    if criterion == 'sensitivity_at':
+        if min_sensitivity is None or not 0 <= min_sensitivity <= 1:
+            raise ValueError(f"criterion='sensitivity_at' needs min_sensitivity in [0, 1], got {min_sensitivity!r}")
+        ok = vals['sensitivity'] >= min_sensitivity
+        if not ok.any(): raise ValueError(f"no threshold of the grid reaches sensitivity {min_sensitivity}")
+        return np.where(ok, sw.thresholds, -np.inf)  # the highest threshold that keeps the sensitivity
+    name = 'dice' if criterion == 'f1' else criterion
+    return vals[name] if name in vals else from_counts(sw.counts, name).numpy()
+
+def select_threshold(probs, # Probabilities B 1 H W [D], an iterable of `(probs, target)` batches, or a `Sweep`
+                     target=None, # Binary target (not with an iterable or a `Sweep`)
+                     criterion:str='youden', # One of `CRITERIA`
+                     thresholds=101, # Grid size on [0, 1], or the thresholds
+                     average:str='micro', # Criterion on pooled pixels ("micro") or the per-image mean ("mean")
+                     min_sensitivity:float|None=None, # For `criterion="sensitivity_at"`
+                     fn_cost:float=1.0, fp_cost:float=1.0, # For `criterion="cost"`: cost of a missed and a false pixel
+                     empty='match', # Empty-mask policy for per-image values
+                    ) -> ChosenThreshold:
+    "The grid threshold that is best by `criterion` on this data (use a validation set)."
+    check_option('average', average, AVERAGES)
+    sw = probs if isinstance(probs, Sweep) else sweep_thresholds(probs, target, thresholds, SWEEP_METRICS, empty)
+    vals = _criterion_values(sw, criterion, average, min_sensitivity, fn_cost, fp_cost)
+    k = _argbest(vals)
+    score = float(vals[k]) if criterion not in ('sensitivity_at', 'cost') else float(getattr(sw, average)['sensitivity'][k]) if criterion == 'sensitivity_at' else float(-vals[k])
+    return ChosenThreshold(float(sw.thresholds[k]), criterion, score, average, sw.fingerprint, sw.thresholds)
+
+# %% ../nbs/api/07_thresholds.ipynb #dfa206b8
+def score_threshold(threshold:float, # A threshold, e.g. from `select_threshold`
+                    probs, # Probabilities B 1 H W [D], or an iterable of `(probs, target)` batches
+                    target=None, # Binary target
+                    metrics=TABLE_METRICS, # Names from `segcourse.metrics.COUNT_METRICS`
+                    average:str='micro', # "micro" or "mean"
+                    empty='match', # Empty-mask policy for per-image values
+                   ) -> dict:
+    "Metrics at one threshold; warns if the threshold was chosen on this same data."
+    check_option('average', average, AVERAGES)
+    grid = threshold.grid if isinstance(threshold, ChosenThreshold) else np.array([float(threshold)])
+    sw = sweep_thresholds(probs, target, grid, tuple(dict.fromkeys(SWEEP_METRICS + tuple(metrics))), empty)
+    if isinstance(threshold, ChosenThreshold) and sw.fingerprint == threshold.fingerprint:
+        warnings.warn(f"threshold {float(threshold):g} was chosen by {threshold.criterion!r} on this same data: the scores "
+                      "are optimistic; choose it on a validation set and score it on a test set", UserWarning, stacklevel=2)
+    k = int(np.abs(sw.thresholds - float(threshold)).argmin())
+    return {'threshold': float(threshold), **{m: float(getattr(sw, average)[m][k]) for m in metrics}}
+
+# %% ../nbs/api/07_thresholds.ipynb #f5e1f07c
+def threshold_report(val, # `(probs, target)` of the validation set: the threshold is chosen here
+                     test, # `(probs, target)` of the test set: the threshold is applied here, unchanged
+                     criteria=('youden', 'gmean', 'f1', 'iou'), # Criteria to compare, from `CRITERIA`
+                     metrics=TABLE_METRICS, # Columns
+                     thresholds=101, # Grid size on [0, 1], or the thresholds
+                     average:str='micro', # "micro" or "mean", for choosing and for scoring
+                     **kwargs, # `min_sensitivity`, `fn_cost`, `fp_cost`, `empty`
+                    ) -> MetricTable:
+    "Choose a threshold per criterion on `val`, apply it to `test`; one row per criterion and split."
+    empty = kwargs.pop('empty', 'match')
+    sweeps = {name: sweep_thresholds(*data, thresholds=thresholds, metrics=tuple(dict.fromkeys(SWEEP_METRICS + tuple(metrics))), empty=empty)
+              for name, data in (('val', val), ('test', test))}
+    rows = []
+    for crit in criteria:
+        thr = select_threshold(sweeps['val'], criterion=crit, average=average, **kwargs)
+        for split, sw in sweeps.items():
+            rows.append({'criterion': crit, 'threshold': float(thr), 'split': split, **{m: float(sw.at(thr, average)[m]) for m in metrics}})
     return MetricTable(rows)
