@@ -13,7 +13,7 @@ from .core import check_option
 
 # %% auto #0
 __all__ = ['REDUCTIONS', 'prepare_inputs', 'float32_loss', 'reduce_loss', 'spatial_sum', 'image_mean', 'safe_pow', 'LossModule',
-           'loss_module']
+           'loss_module', 'sweep_logits', 'loss_sweep']
 
 # %% ../nbs/api/05a_loss_base.ipynb #1686a52d
 def prepare_inputs(logits:Tensor, # Raw scores, B C H W [D]
@@ -98,3 +98,20 @@ def loss_module(fn, # Functional loss `fn(logits, target, **options)`
                                          __module__=fn.__module__))
     cls.__signature__ = sig.replace(parameters=list(sig.parameters.values())[2:], return_annotation=sig.empty)
     return cls
+
+# %% ../nbs/api/05a_loss_base.ipynb #ffab594f
+def sweep_logits(mask:Tensor, # Target B C H W [D] in {0, 1}
+                 p_right:float, # Probability given to the true label of each (foreground) pixel
+                 p_right_background:float|None=None, # Same for background pixels; default `p_right`
+                ) -> Tensor:
+    "Logits that give each pixel probability `p_right` of its true label."
+    p_bg = p_right if p_right_background is None else p_right_background
+    return torch.logit(mask * p_right + (1 - mask) * (1 - p_bg))
+
+def loss_sweep(loss, # A loss `(logits, target) -> scalar`
+               mask:Tensor, # Target B C H W [D] in {0, 1}
+               p_right, # Probabilities of the true label to sweep, e.g. `torch.linspace(0.05, 0.95, 19)`
+               p_right_background:float|None=None, # Hold the background at this value; default: sweep it too
+              ) -> list[float]:
+    "The loss for each prediction of the sweep."
+    return [float(loss(sweep_logits(mask, float(q), p_right_background), mask)) for q in p_right]
