@@ -30,14 +30,16 @@ def _pattern_regex(pattern:str) -> re.Pattern:
 def match_pattern(root:str|os.PathLike, # Folder the pattern is relative to
                   pattern:str, # e.g. "images/{id}_training.tif"; `{id}` is required
                  ) -> dict:
-    "`{id: (path, case or None)}` for the files under `root` matching `pattern`."
+    "`{key: (path, case or None)}` for the files under `root` matching `pattern`; key is the id, or `case/id` with `{case}`."
     if '{id}' not in pattern: raise ValueError(f"pattern {pattern!r} must contain {{id}}, the part of the name that pairs images and masks")
     root, rx, out = Path(root), _pattern_regex(pattern), {}
     for p in sorted(root.glob(re.sub(r'\{(id|case)\}', '*', pattern))):
         m = rx.fullmatch(p.relative_to(root).as_posix())
         if m and p.is_file():
-            if m['id'] in out: raise FileProblem(p, f"has the same {{id}} {m['id']!r} as {out[m['id']][0]} under pattern {pattern!r}")
-            out[m['id']] = (p, m.groupdict().get('case'))
+            case = m.groupdict().get('case')
+            key = m['id'] if case is None else f"{case}/{m['id']}"
+            if key in out: raise FileProblem(p, f"has the same {{id}} {key!r} as {out[key][0]} under pattern {pattern!r}")
+            out[key] = (p, case)
     return out
 
 # %% ../nbs/api/02d_folders.ipynb #e43466a9
@@ -74,6 +76,9 @@ class FolderDataset(FileDataset):
         self.root, self.color, self.mask_threshold = Path(root), check_option('color', color, COLORS), mask_threshold
         self.patterns = [masks] if isinstance(masks, str) else list(masks)
         if not self.root.is_dir(): raise FileNotFoundError(f"{self.root}: no such folder")
+        for p in self.patterns:
+            if ('{case}' in p) != ('{case}' in images):
+                raise ValueError(f"masks pattern {p!r} and images pattern {images!r} must both use {{case}} or neither")
         imgs = match_pattern(self.root, images)
         if not imgs: raise FileProblem(self.root, f"no files match the images pattern {images!r}")
         per_mask, problems = [match_pattern(self.root, p) for p in self.patterns], []
