@@ -57,7 +57,7 @@ def show_predictions(images, # Images B C H W
                      titles:bool=True):
     "Rows of image, truth, probability and error map for the first `n` items; returns the figure."
     n = min(n, len(images))
-    fig, axs = plt.subplots(n, 4, figsize=(8, 2.1*n), squeeze=False)
+    fig, axs = plt.subplots(n, 4, figsize=(6.4, 1.7*n), squeeze=False)
     for r in range(n):
         show_overlay(images[r], ax=axs[r, 0], title='image' if titles and r == 0 else None)
         show_overlay(images[r], truths[r], ax=axs[r, 1], title='truth' if titles and r == 0 else None)

@@ -1,0 +1,23 @@
+"""Write nbs/sidebar.yml: home, the lessons in curriculum order, then the API reference.
+
+settings.ini has `custom_sidebar = True` so that `nbdev_docs` keeps this order (nbdev's own sidebar
+would put `api/` before `lessons/`). `python .ci/sidebar.py --check` fails if the file is out of date.
+"""
+import sys
+from pathlib import Path
+
+NBS = Path(__file__).resolve().parents[1]/'nbs'
+
+def render() -> str:
+    def nbs(folder): return sorted(str(p.relative_to(NBS)) for p in (NBS/folder).glob('*.ipynb') if not p.name.startswith('_'))
+    lines = ['website:', '  sidebar:', '    contents:', '      - index.ipynb',
+             '      - section: Lessons', '        contents:'] + [f'          - {p}' for p in nbs('lessons')]
+    lines += ['      - section: API reference', '        contents:'] + [f'          - {p}' for p in nbs('api')]
+    return '\n'.join(lines) + '\n'
+
+if __name__ == '__main__':
+    text = render()
+    if '--check' in sys.argv:
+        if (NBS/'sidebar.yml').read_text() != text: sys.exit('nbs/sidebar.yml is out of date: run python .ci/sidebar.py')
+        print('nbs/sidebar.yml is up to date')
+    else: (NBS/'sidebar.yml').write_text(text)

@@ -1,0 +1,60 @@
+"""Checks on the project itself: notebooks, docs sidebar, README, version, machine paths."""
+import json, re, subprocess, sys
+from configparser import ConfigParser
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NBS = ROOT/'nbs'
+
+def notebooks():
+    return sorted(p for p in NBS.rglob('*.ipynb')
+                  if not any(s.startswith(('_', '.')) for s in p.relative_to(NBS).parts))
+
+@pytest.mark.parametrize('nb', notebooks(), ids=lambda p: str(p.relative_to(NBS)))
+def test_notebook_has_title_summary_and_python3_kernel(nb):
+    d = json.loads(nb.read_text())
+    assert d['metadata']['kernelspec']['name'] == 'python3', f'{nb.name}: kernelspec must be python3'
+    md = [''.join(c['source']) for c in d['cells'] if c['cell_type'] == 'markdown']
+    assert md and md[0].lstrip().startswith('# '), f'{nb.name}: the first markdown cell must be a "# Title"'
+    assert '\n> ' in md[0] or md[0].count('\n>') or '> ' in md[0], f'{nb.name}: the title needs a "> summary" line'
+
+@pytest.mark.parametrize('nb', notebooks(), ids=lambda p: str(p.relative_to(NBS)))
+def test_notebook_has_no_machine_paths_or_huge_outputs(nb):
+    text = nb.read_text()
+    found = re.findall(r'/(?:root|home/[a-z]+|' + 'wo' + r'rk|tmp/[a-z])/', text)
+    assert not found, f'{nb.name} contains machine-specific paths: {sorted(set(found))}'
+    assert nb.stat().st_size < 1_500_000, f'{nb.name} is {nb.stat().st_size/1e6:.1f} MB: make its figures smaller'
+
+def test_sidebar_is_up_to_date():
+    r = subprocess.run([sys.executable, str(ROOT/'.ci'/'sidebar.py'), '--check'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+def test_sidebar_lists_every_notebook():
+    side = (NBS/'sidebar.yml').read_text()
+    listed = set(re.findall(r'([\w/]+\.ipynb)', side))
+    have = {str(p.relative_to(NBS)) for p in notebooks()}
+    assert have - listed == set(), f'notebooks missing from nbs/sidebar.yml: {sorted(have - listed)}'
+    assert listed - have == set(), f'nbs/sidebar.yml lists notebooks that do not exist: {sorted(listed - have)}'
+
+def test_readme_is_written_from_index():
+    r = subprocess.run([sys.executable, str(ROOT/'.ci'/'readme.py'), '--check'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+def test_version_is_defined_once():
+    import segcourse
+    cfg = ConfigParser(delimiters=['=']); cfg.read(ROOT/'settings.ini')
+    assert segcourse.__version__ == cfg['DEFAULT']['version']
+
+def test_runtime_package_does_not_need_nbdev_or_fastcore():
+    cfg = ConfigParser(delimiters=['=']); cfg.read(ROOT/'settings.ini')
+    reqs = cfg['DEFAULT']['requirements']
+    assert 'nbdev' not in reqs and 'fastcore' not in reqs
+    for py in (ROOT/'segcourse').glob('*.py'):
+        assert not re.search(r'^\s*(from|import)\s+(fastcore|nbdev)\b', py.read_text(), re.M), f'{py.name} imports nbdev/fastcore'
+
+def test_lessons_do_not_need_dev_tools():
+    for nb in (NBS/'lessons').glob('*.ipynb'):
+        src = '\n'.join(''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code')
+        assert not re.search(r'^\s*(from|import)\s+(fastcore|nbdev)\b', src, re.M), f'{nb.name}: lessons run with `pip install segcourse` only'
