@@ -14,11 +14,12 @@ from torch import Tensor
 
 from .core import check_option
 from .loss_base import float32_loss, reduce_loss, image_mean, loss_module
-from .distribution_losses import _pixel_bce
+from .distribution_losses import pixel_bce
 
 # %% auto #0
-__all__ = ['MAP_KINDS', 'ShapeAwareLoss', 'BoundaryLoss', 'HausdorffDTLoss', 'contour_distance_map', 'signed_distance_map',
-           'DistanceMapCache', 'distance_maps', 'shape_aware_loss', 'boundary_loss', 'hausdorff_dt_loss']
+__all__ = ['MAP_KINDS', 'BACKENDS', 'ShapeAwareLoss', 'BoundaryLoss', 'HausdorffDTLoss', 'contour_distance_map',
+           'signed_distance_map', 'distance_map_torch', 'DistanceMapCache', 'distance_maps', 'shape_aware_loss',
+           'boundary_loss', 'hausdorff_dt_loss']
 
 # %% ../nbs/api/05d_boundary_losses.ipynb #50ed51e1
 def contour_distance_map(mask:np.ndarray, # Binary mask H W [D] (values > 0.5 are foreground)
@@ -35,7 +36,38 @@ def signed_distance_map(mask:np.ndarray, # Binary mask H W [D] (values > 0.5 are
     if not mask.any() or mask.all(): return np.zeros(mask.shape, np.float32)
     return np.where(mask, 1 - ndimage.distance_transform_edt(mask), ndimage.distance_transform_edt(~mask)).astype(np.float32)
 
-# %% ../nbs/api/05d_boundary_losses.ipynb #0c9d8ae5
+# %% ../nbs/api/05d_boundary_losses.ipynb #1470e095
+def _touching(mask:Tensor) -> Tensor:
+    "Pixels with at least one face neighbour (4 in 2D, 6 in 3D) in `mask`."
+    padded = torch.nn.functional.pad(mask[None].to(torch.uint8), [1, 1] * mask.ndim)[0]
+    out = torch.zeros_like(mask)
+    for axis in range(mask.ndim):
+        for start in (0, 2):
+            index = [slice(1, n + 1) for n in mask.shape]
+            index[axis] = slice(start, start + mask.shape[axis])
+            out |= padded[tuple(index)].bool()
+    return out
+
+def _edt_torch(mask:Tensor, chunk:int=2**22) -> Tensor:
+    "Exact Euclidean distance of each `True` pixel to the nearest `False` pixel (0 on `False`), like scipy's edt."
+    out = torch.zeros(mask.shape, dtype=torch.float64, device=mask.device)
+    sources, targets = mask.nonzero().double(), ((~mask) & _touching(mask)).nonzero().double()
+    if len(sources) == 0 or len(targets) == 0: return out
+    step = max(1, chunk // len(targets))
+    d = torch.cat([torch.cdist(sources[i:i + step], targets, compute_mode='donot_use_mm_for_euclid_dist').amin(1)
+                   for i in range(0, len(sources), step)])
+    out[mask] = d
+    return out
+
+def distance_map_torch(mask:Tensor, # Boolean mask H W [D], on any device
+                       kind:str='signed', # "signed" or "contour"
+                      ) -> Tensor:
+    "The `kind` distance map of one mask with torch operations (float64, same device)."
+    if not mask.any() or mask.all(): return torch.zeros(mask.shape, dtype=torch.float64, device=mask.device)
+    inside, outside = _edt_torch(mask), _edt_torch(~mask)
+    return torch.where(mask, (1 - inside) if kind == 'signed' else inside, outside)
+
+# %% ../nbs/api/05d_boundary_losses.ipynb #e11d34e5
 MAP_KINDS = {'signed': signed_distance_map, 'contour': contour_distance_map}
 
 class DistanceMapCache:
@@ -58,18 +90,28 @@ class DistanceMapCache:
     def __len__(self): return len(self.maps)
     def __repr__(self): return f"DistanceMapCache(maxsize={self.maxsize}, maps={len(self)}, hits={self.hits}, misses={self.misses})"
 
+BACKENDS = ('auto', 'scipy', 'torch')
+
 def distance_maps(target:Tensor, # Target B C H W [D]; cut at 0.5
                   kind:str='signed', # "signed" (Kervadec) or "contour" (unsigned, Karimi)
-                  cache:DistanceMapCache|None=None, # Reuse maps of masks seen before
+                  cache:DistanceMapCache|None=None, # Reuse maps of masks seen before (computed with scipy)
+                  backend:str='auto', # "scipy" (CPU), "torch" (any device), or "auto": scipy for CPU tensors or a cache
                  ) -> Tensor:
     "Distance maps of every image and channel of `target`, same shape, dtype and device."
     fn = MAP_KINDS[check_option('kind', kind, MAP_KINDS)]
-    masks = (target.detach() > 0.5).cpu().numpy()
+    backend = check_option('backend', backend, BACKENDS)
+    if backend == 'auto': backend = 'scipy' if target.device.type == 'cpu' or cache is not None else 'torch'
+    if backend == 'torch' and cache is not None: raise ValueError("cache works with backend='scipy' (or 'auto') only")
+    masks = target.detach() > 0.5
+    if masks.numel() == 0: return torch.zeros_like(target)
     flat = masks.reshape(-1, *masks.shape[2:])
-    maps = np.stack([cache.get(m, kind) if cache is not None else fn(m) for m in flat]) if len(flat) else np.zeros(masks.shape)
+    if backend == 'torch':
+        return torch.stack([distance_map_torch(m, kind) for m in flat]).reshape(masks.shape).to(target.dtype)
+    flat = flat.cpu().numpy()
+    maps = np.stack([cache.get(m, kind) if cache is not None else fn(m) for m in flat])
     return torch.from_numpy(maps.reshape(masks.shape)).to(device=target.device, dtype=target.dtype)
 
-# %% ../nbs/api/05d_boundary_losses.ipynb #a89e625b
+# %% ../nbs/api/05d_boundary_losses.ipynb #05df2ca4
 def _target_map(target:Tensor, kind:str, distance_map:Tensor|None, cache:DistanceMapCache|None) -> Tensor:
     "The given `distance_map` (checked), else the `kind` maps of `target`."
     if distance_map is None: return distance_maps(target, kind, cache)
@@ -77,7 +119,7 @@ def _target_map(target:Tensor, kind:str, distance_map:Tensor|None, cache:Distanc
         raise ValueError(f"distance_map shape {tuple(distance_map.shape)} does not match target shape {tuple(target.shape)}")
     return distance_map.to(device=target.device, dtype=target.dtype)
 
-# %% ../nbs/api/05d_boundary_losses.ipynb #bd1cb9f5
+# %% ../nbs/api/05d_boundary_losses.ipynb #bdd1895f
 @float32_loss
 def shape_aware_loss(logits:Tensor, # Raw scores, B C H W [D]
                      target:Tensor, # Values in [0, 1], same shape
@@ -89,9 +131,9 @@ def shape_aware_loss(logits:Tensor, # Raw scores, B C H W [D]
     "BCE weighted by `1 + d / scale`, `d` the distance to the target's contour."
     if not scale > 0: raise ValueError(f"scale must be positive, got {scale!r}")
     d = _target_map(target, 'contour', distance_map, cache)
-    return reduce_loss(image_mean((1 + d / scale) * _pixel_bce(logits, target)), reduction)
+    return reduce_loss(image_mean((1 + d / scale) * pixel_bce(logits, target)), reduction)
 
-# %% ../nbs/api/05d_boundary_losses.ipynb #51414938
+# %% ../nbs/api/05d_boundary_losses.ipynb #3b0e745c
 @float32_loss
 def boundary_loss(logits:Tensor, # Raw scores, B C H W [D]
                   target:Tensor, # Values in [0, 1], same shape
@@ -103,7 +145,7 @@ def boundary_loss(logits:Tensor, # Raw scores, B C H W [D]
     phi = _target_map(target, 'signed', distance_map, cache)
     return reduce_loss(image_mean(torch.sigmoid(logits) * phi), reduction)
 
-# %% ../nbs/api/05d_boundary_losses.ipynb #0c731009
+# %% ../nbs/api/05d_boundary_losses.ipynb #424157fd
 @float32_loss
 def hausdorff_dt_loss(logits:Tensor, # Raw scores, B C H W [D]
                       target:Tensor, # Values in [0, 1], same shape
@@ -119,7 +161,7 @@ def hausdorff_dt_loss(logits:Tensor, # Raw scores, B C H W [D]
     d_pred = distance_maps((p > 0.5).to(p.dtype), 'contour')
     return reduce_loss(image_mean((p - target) ** 2 * (d_target ** alpha + d_pred ** alpha)), reduction)
 
-# %% ../nbs/api/05d_boundary_losses.ipynb #2e76120b
+# %% ../nbs/api/05d_boundary_losses.ipynb #49c61e19
 ShapeAwareLoss = loss_module(shape_aware_loss, 'ShapeAwareLoss')
 BoundaryLoss = loss_module(boundary_loss, 'BoundaryLoss')
 HausdorffDTLoss = loss_module(hausdorff_dt_loss, 'HausdorffDTLoss')

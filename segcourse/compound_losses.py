@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from .loss_base import float32_loss, reduce_loss, image_mean, safe_pow, loss_module
-from .distribution_losses import bce_loss, _pixel_bce
+from .distribution_losses import bce_loss, pixel_bce
 from .region_losses import soft_dice_loss, soft_counts
 
 # %% auto #0
@@ -45,7 +45,7 @@ def combo_loss(logits:Tensor, # Raw scores, B C H W [D]
     "Taghanaki's combo loss: `alpha * CE_beta + (1 - alpha) * (1 - soft Dice)`."
     for name, v in (('alpha', alpha), ('beta', beta)):
         if not 0 <= v <= 1: raise ValueError(f"{name} must lie in [0, 1], got {v!r}")
-    ce = image_mean(_pixel_bce(logits, target, beta, 1 - beta))
+    ce = image_mean(pixel_bce(logits, target, beta, 1 - beta))
     d = soft_dice_loss(logits, target, smooth_num, smooth_den, reduction='none')
     return reduce_loss(alpha * ce + (1 - alpha) * d, reduction)
 
@@ -65,7 +65,7 @@ def exp_log_loss(logits:Tensor, # Raw scores, B C H W [D]
     tp, fp, fn = soft_counts(logits, target)
     dice = ((2 * tp + smooth) / (2 * tp + fp + fn + smooth).clamp_min(1e-7)).clamp(1e-7, 1)
     l_dice = safe_pow(-torch.log(dice), gamma_dice).mean(1)
-    l_ce = image_mean(safe_pow(_pixel_bce(logits, target), gamma_ce))
+    l_ce = image_mean(safe_pow(pixel_bce(logits, target), gamma_ce))
     return reduce_loss(dice_weight * l_dice + ce_weight * l_ce, reduction)
 
 # %% ../nbs/api/05e_compound_losses.ipynb #8b3c3922

@@ -12,16 +12,22 @@ from torch import Tensor
 from .loss_base import float32_loss, reduce_loss, image_mean, safe_pow, loss_module
 
 # %% auto #0
-__all__ = ['BCELoss', 'WeightedBCELoss', 'BalancedBCELoss', 'FocalLoss', 'bce_loss', 'weighted_bce_loss', 'balanced_bce_loss',
-           'focal_loss']
+__all__ = ['BCELoss', 'WeightedBCELoss', 'BalancedBCELoss', 'FocalLoss', 'pixel_bce', 'bce_loss', 'weighted_bce_loss',
+           'balanced_bce_loss', 'focal_loss']
 
-# %% ../nbs/api/05b_distribution_losses.ipynb #7233c4f3
-def _pixel_bce(logits:Tensor, target:Tensor, pos_weight=None, neg_weight=None) -> Tensor:
-    "Per-pixel BCE from logits, with optional weights on the positive and negative terms."
+# %% ../nbs/api/05b_distribution_losses.ipynb #f034880e
+def pixel_bce(logits:Tensor, # Raw scores, B C H W [D] (checked, float32)
+              target:Tensor, # Values in [0, 1], same shape
+              pos_weight=None, # Weight of the foreground term
+              neg_weight=None, # Weight of the background term
+             ) -> Tensor:
+    "Per-pixel BCE from logits, with optional weights on the foreground and background terms."
+    if neg_weight is None:  # torch's fused, overflow-safe kernel
+        pw = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=logits.dtype, device=logits.device)
+        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw, reduction='none')
     pos, neg = target * F.logsigmoid(logits), (1 - target) * F.logsigmoid(-logits)
     if pos_weight is not None: pos = pos * pos_weight
-    if neg_weight is not None: neg = neg * neg_weight
-    return -(pos + neg)
+    return -(pos + neg * neg_weight)
 
 @float32_loss
 def bce_loss(logits:Tensor, # Raw scores, B C H W [D]
@@ -31,7 +37,7 @@ def bce_loss(logits:Tensor, # Raw scores, B C H W [D]
             ) -> Tensor:
     "Binary cross-entropy from logits, averaged over each image's pixels."
     if pos_weight is not None and not pos_weight > 0: raise ValueError(f"pos_weight must be positive, got {pos_weight!r}")
-    return reduce_loss(image_mean(_pixel_bce(logits, target, pos_weight)), reduction)
+    return reduce_loss(image_mean(pixel_bce(logits, target, pos_weight)), reduction)
 
 # %% ../nbs/api/05b_distribution_losses.ipynb #de995521
 @float32_loss
@@ -51,7 +57,7 @@ def balanced_bce_loss(logits:Tensor, # Raw scores, B C H W [D]
                      ) -> Tensor:
     "BCE with foreground weight `beta` and background weight `1 - beta`, `beta` the batch's background fraction."
     beta = 1 - target.detach().mean()
-    return reduce_loss(image_mean(_pixel_bce(logits, target, beta, 1 - beta)), reduction)
+    return reduce_loss(image_mean(pixel_bce(logits, target, beta, 1 - beta)), reduction)
 
 # %% ../nbs/api/05b_distribution_losses.ipynb #d7fc9750
 @float32_loss
@@ -65,7 +71,7 @@ def focal_loss(logits:Tensor, # Raw scores, B C H W [D]
     if not gamma >= 0: raise ValueError(f"gamma must be >= 0, got {gamma!r}")
     if alpha is not None and not 0 <= alpha <= 1: raise ValueError(f"alpha must lie in [0, 1] or be None, got {alpha!r}")
     one_minus_pt = torch.sigmoid(logits) * (1 - target) + torch.sigmoid(-logits) * target
-    loss = safe_pow(one_minus_pt, gamma) * _pixel_bce(logits, target)
+    loss = safe_pow(one_minus_pt, gamma) * pixel_bce(logits, target)
     if alpha is not None: loss = loss * (alpha * target + (1 - alpha) * (1 - target))
     return reduce_loss(image_mean(loss), reduction)
 

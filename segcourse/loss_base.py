@@ -4,7 +4,7 @@
 
 # %% ../nbs/api/05a_loss_base.ipynb #fab5f792
 from __future__ import annotations
-import functools, inspect
+import contextvars, functools, inspect
 
 import torch
 from torch import nn, Tensor
@@ -28,19 +28,25 @@ def prepare_inputs(logits:Tensor, # Raw scores, B C H W [D]
         raise ValueError(f"target shape {tuple(target.shape)} does not match logits shape {tuple(logits.shape)}")
     dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
     logits, target = logits.to(dtype), target.to(device=logits.device, dtype=dtype)
-    if target.numel() and (target.min() < 0 or target.max() > 1):
-        raise ValueError(f"target values must lie in [0, 1], got min {target.min().item():.3g} and max {target.max().item():.3g}")
+    if target.numel():
+        low, high = torch.aminmax(target)
+        if low < 0 or high > 1: raise ValueError(f"target values must lie in [0, 1], got min {low.item():.3g} and max {high.item():.3g}")
     return logits, target
 
-# %% ../nbs/api/05a_loss_base.ipynb #124ec4a7
+# %% ../nbs/api/05a_loss_base.ipynb #8719267a
+_checked = contextvars.ContextVar('segcourse_loss_inputs_checked', default=False)
+
 def float32_loss(fn):
     "Decorate a loss `fn(logits, target, ...)`: autocast off, inputs checked and cast to float32."
     @functools.wraps(fn)
     def wrapper(logits, target, *args, **kwargs):
+        if _checked.get(): return fn(logits, target, *args, **kwargs)  # called from a loss that checked them
         device_type = logits.device.type if isinstance(logits, Tensor) else 'cpu'
         with torch.autocast(device_type, enabled=False):
             logits, target = prepare_inputs(logits, target)
-            return fn(logits, target, *args, **kwargs)
+            token = _checked.set(True)
+            try: return fn(logits, target, *args, **kwargs)
+            finally: _checked.reset(token)
     return wrapper
 
 # %% ../nbs/api/05a_loss_base.ipynb #2ff560dd

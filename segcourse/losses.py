@@ -23,9 +23,25 @@ from .boundary_losses import (shape_aware_loss, boundary_loss, hausdorff_dt_loss
 from .compound_losses import dice_bce_loss, combo_loss, exp_log_loss, DiceBCELoss, ComboLoss, ExpLogLoss
 
 # %% auto #0
-__all__ = ['LOSSES', 'TARGET_RESIZE', 'get_loss', 'DeepSupervisionLoss']
+__all__ = ['LOSSES', 'TARGET_RESIZE', 'get_loss', 'DeepSupervisionLoss', 'bce_loss', 'weighted_bce_loss', 'balanced_bce_loss',
+           'focal_loss', 'soft_dice_loss', 'log_cosh_dice_loss', 'iou_loss', 'tversky_loss', 'focal_tversky_loss',
+           'sensitivity_specificity_loss', 'generalised_dice_loss', 'shape_aware_loss', 'boundary_loss',
+           'hausdorff_dt_loss', 'dice_bce_loss', 'combo_loss', 'exp_log_loss', 'BCELoss', 'WeightedBCELoss',
+           'BalancedBCELoss', 'FocalLoss', 'DiceLoss', 'LogCoshDiceLoss', 'IoULoss', 'TverskyLoss', 'FocalTverskyLoss',
+           'SensitivitySpecificityLoss', 'GeneralisedDiceLoss', 'ShapeAwareLoss', 'BoundaryLoss', 'HausdorffDTLoss',
+           'DiceBCELoss', 'ComboLoss', 'ExpLogLoss', 'distance_maps', 'DistanceMapCache', 'REDUCTIONS', 'LossModule',
+           'loss_module']
 
-# %% ../nbs/api/05f_losses.ipynb #15b14256
+# %% ../nbs/api/05f_losses.ipynb #68de24b6
+_all_ = ['bce_loss', 'weighted_bce_loss', 'balanced_bce_loss', 'focal_loss', 'soft_dice_loss', 'log_cosh_dice_loss',
+         'iou_loss', 'tversky_loss', 'focal_tversky_loss', 'sensitivity_specificity_loss', 'generalised_dice_loss',
+         'shape_aware_loss', 'boundary_loss', 'hausdorff_dt_loss', 'dice_bce_loss', 'combo_loss', 'exp_log_loss',
+         'BCELoss', 'WeightedBCELoss', 'BalancedBCELoss', 'FocalLoss', 'DiceLoss', 'LogCoshDiceLoss', 'IoULoss',
+         'TverskyLoss', 'FocalTverskyLoss', 'SensitivitySpecificityLoss', 'GeneralisedDiceLoss', 'ShapeAwareLoss',
+         'BoundaryLoss', 'HausdorffDTLoss', 'DiceBCELoss', 'ComboLoss', 'ExpLogLoss',
+         'distance_maps', 'DistanceMapCache', 'REDUCTIONS', 'LossModule', 'loss_module']
+
+# %% ../nbs/api/05f_losses.ipynb #b4bf3404
 LOSSES = {
     'bce': BCELoss, 'weighted_bce': WeightedBCELoss, 'balanced_bce': BalancedBCELoss, 'focal': FocalLoss,
     'dice': DiceLoss, 'log_cosh_dice': LogCoshDiceLoss, 'iou': IoULoss, 'tversky': TverskyLoss,
@@ -41,7 +57,7 @@ def get_loss(name:str, # A key of `LOSSES`, e.g. "dice_bce"
     "The loss `name` as an `nn.Module` taking `(logits, target)`."
     return LOSSES[check_option('loss', name, LOSSES)](**options)
 
-# %% ../nbs/api/05f_losses.ipynb #a3d7f18b
+# %% ../nbs/api/05f_losses.ipynb #5898d3a2
 TARGET_RESIZE = ('area', 'nearest')
 
 class DeepSupervisionLoss(nn.Module):

@@ -192,3 +192,35 @@ def test_deep_supervision():
     ds = DeepSupervisionLoss('dice_bce', weights=[1., 1.])
     want = get_loss('dice_bce')(fine, target4) + get_loss('dice_bce')(logits, target)
     assert ds([fine, logits], target4).item() == pytest.approx(want.item(), abs=1e-6)
+
+
+@pytest.mark.parametrize('shape', [(9, 13), (1, 7), (5, 6, 4)])
+@pytest.mark.parametrize('seed', range(3))
+def test_torch_distance_maps_match_scipy(shape, seed):
+    rng = np.random.default_rng(seed)
+    masks = torch.from_numpy(rng.random((2, 1) + shape) > 0.6).float()
+    for kind in ('signed', 'contour'):
+        scipy_maps = distance_maps(masks, kind, backend='scipy')
+        torch_maps = distance_maps(masks, kind, backend='torch')
+        assert torch.allclose(scipy_maps, torch_maps, atol=1e-5), (kind, shape, seed)
+    with pytest.raises(ValueError, match="backend='scipy'"):
+        distance_maps(masks, cache=DistanceMapCache(), backend='torch')
+
+
+@pytest.mark.parametrize('name', LOSSES)
+def test_modules_pickle_and_copy(name):
+    import copy, io, pickle
+    loss = make(name, reduction='sum')
+    logits, target = example()
+    for clone in (copy.deepcopy(loss), pickle.loads(pickle.dumps(loss))):
+        assert type(clone) is type(loss) and clone.options == loss.options
+        assert clone(logits, target).item() == pytest.approx(loss(logits, target).item(), abs=1e-7)
+    buffer = io.BytesIO(); torch.save(loss, buffer); buffer.seek(0)
+    assert type(torch.load(buffer, weights_only=False)) is type(loss)
+
+
+def test_star_import_brings_the_catalogue():
+    import segcourse.losses as losses
+    assert all(hasattr(losses, n) for n in losses.__all__)
+    for cls in LOSSES.values():
+        assert cls.__name__ in losses.__all__ and cls.fn.__name__ in losses.__all__
