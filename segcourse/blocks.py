@@ -103,7 +103,7 @@ def crop_to(x:torch.Tensor, # Tensor `B C H' W'` at least as large as `size`
     "Crop `x` to its top-left `H x W`, undoing `pad_to_multiple`."
     return x[..., :size[0], :size[1]]
 
-# %% ../nbs/api/04a_blocks.ipynb #59f31d26
+# %% ../nbs/api/04a_blocks.ipynb #1973e25c
 def trace_shapes(model:nn.Module, # Model to run
                  x:torch.Tensor, # Input `B C H W`
                  names:Sequence[str]|None=None, # Submodule names to record; default the direct children
@@ -125,7 +125,7 @@ def trace_shapes(model:nn.Module, # Model to run
         for h in hooks: h.remove()
     return seen
 
-# %% ../nbs/api/04a_blocks.ipynb #a02d3b1b
+# %% ../nbs/api/04a_blocks.ipynb #493b4b68
 def _pair(v): return v[0] if isinstance(v, tuple) else v
 
 def receptive_field(modules:Sequence[nn.Module], # Layers from the input to the unit of interest, in order

@@ -17,8 +17,10 @@ from .transunet import TransUNet
 from .unet import UNet
 from .unetpp import UNetPlusPlus
 
+_all_ = ['UNet', 'SegNet', 'UNetPlusPlus', 'TransUNet']  # re-exported: `from segcourse.models import *` gives every model
+
 # %% auto #0
-__all__ = ['MODELS', 'get_model', 'model_summary', 'summary_table']
+__all__ = ['MODELS', 'get_model', 'model_summary', 'summary_table', 'UNet', 'SegNet', 'UNetPlusPlus', 'TransUNet']
 
 # %% ../nbs/api/04f_models.ipynb #1e5db82b
 MODELS = {'unet': UNet, 'segnet': SegNet, 'unetpp': UNetPlusPlus, 'transunet': TransUNet}
