@@ -68,10 +68,11 @@ class FolderDataset(FileDataset):
                  size:int|tuple|None=None, # Resize every item to this `(H, W)`
                  cache:bool=False, # Keep decoded items in memory
                  transform=None, # Paired transform `(image, mask) -> (image, mask)`
+                 uint8:bool=False, # Images as stored (uint8, 0-255), for batch augmentation on the GPU
                  on_error:str='raise', # "raise" on a problem file, or "skip" it (listed in `.skipped`)
                  verify:bool=False, # Read every file now, so broken files are found up front
                 ):
-        super().__init__(size=size, cache=cache, transform=transform, annotator=annotator)
+        super().__init__(size=size, cache=cache, transform=transform, annotator=annotator, uint8=uint8)
         check_option('on_error', on_error, ON_ERROR)
         self.root, self.color, self.mask_threshold = Path(root), check_option('color', color, COLORS), mask_threshold
         self.patterns = [masks] if isinstance(masks, str) else list(masks)

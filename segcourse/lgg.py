@@ -118,10 +118,11 @@ class LGGDataset(FileDataset):
                  cases:list|None=None, # Only these case ids
                  cache:bool=False, # Keep decoded slices in memory (uint8)
                  transform=None, # Paired transform `(image, mask) -> (image, mask)`
+                 uint8:bool=False, # Images as stored (uint8, 0-255), for batch augmentation on the GPU
                  on_error:str='raise', # "raise" on a problem file, or "skip" it (listed in `.skipped`)
                  verify:bool=False, # Read every file now, so broken files are found up front
                 ):
-        super().__init__(size=size, cache=cache, transform=transform, annotator=0)
+        super().__init__(size=size, cache=cache, transform=transform, annotator=0, uint8=uint8)
         self.channels = _lgg_channels(channels)
         self.cases, skipped = scan_lgg(root, on_error)
         if cases is not None:

@@ -119,8 +119,12 @@ class FileDataset(Dataset):
                  cache:bool=False, # Keep decoded items in memory (see `preload`)
                  transform=None, # Callable `(image, mask) -> (image, mask)` applied to every item
                  annotator:int|str=0, # Which mask when there are several: index, "random", "all", "majority", "mean"
+                 uint8:bool=False, # Images as stored (uint8 `C H W`, 0-255) for augmentation of whole batches later
                 ):
-        self.size, self.cache, self.transform, self.annotator = size, cache, transform, annotator
+        if uint8 and transform is not None:
+            raise ValueError("uint8=True returns images unscaled for batch augmentation; pass transform=None and "
+                             "augment the batches (e.g. default_augmentation(batch=True), which accepts uint8)")
+        self.size, self.cache, self.transform, self.annotator, self.uint8 = size, cache, transform, annotator, uint8
         self._cache, self.skipped = {}, []
 
     items: list = []  # one record per item; a subclass fills it, the case id first
@@ -175,7 +179,9 @@ class FileDataset(Dataset):
         image, masks = self.raw(i)
         annotator = self.annotator
         if annotator == 'random': annotator = int(torch.randint(len(masks), ()))  # torch RNG: seeded per DataLoader worker
-        image, mask = image_to_tensor(image), torch.from_numpy(reduce_annotations(masks, annotator))
+        mask = torch.from_numpy(reduce_annotations(masks, annotator))
+        if self.uint8: return torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, -1, 0))), mask
+        image = image_to_tensor(image)
         if self.transform is not None: image, mask = self.transform(image, mask)
         return image, mask
 

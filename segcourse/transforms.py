@@ -161,7 +161,8 @@ class Compose(Transform):
         item = image.ndim == 3
         x, m = (image[None], None if mask is None else mask[None]) if item else (image, mask)
         g = generator if generator is not None else self.generator(image.device)
-        x, m = self.apply(x.float(), m, g)
+        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()  # uint8 batches from a loader: scale here
+        x, m = self.apply(x, m, g)
         if m is not None: m = m.to(mask.dtype)
         return (x[0], None if m is None else m[0]) if item else (x, m)
 
@@ -246,7 +247,8 @@ class RandomGamma(IntensityTransform):
     def _image(self, image, g):
         lo, hi = image.amin((-2, -1), keepdim=True), image.amax((-2, -1), keepdim=True)
         unit = (image - lo) / (hi - lo).clamp(min=1e-6)
-        return unit ** _per_sample(_uniform(*self.gamma, len(image), g, image.device), len(image)) * (hi - lo) + lo
+        gammas = _uniform(*self.gamma, len(image), g, 'cpu').tolist()  # a scalar power is several times faster
+        return torch.stack([u ** gamma for u, gamma in zip(unit, gammas)]) * (hi - lo) + lo
 
 class RandomContrast(IntensityTransform):
     "Scale deviations from the mean by a factor drawn from `factor`."
