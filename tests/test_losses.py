@@ -224,3 +224,15 @@ def test_star_import_brings_the_catalogue():
     assert all(hasattr(losses, n) for n in losses.__all__)
     for cls in LOSSES.values():
         assert cls.__name__ in losses.__all__ and cls.fn.__name__ in losses.__all__
+
+
+def test_gradcheck_multiclass_generalised_dice_and_deep_supervision():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 4, 4, generator=gen).double().requires_grad_()
+    labels = torch.randint(0, 3, (2, 1, 4, 4), generator=gen)
+    assert torch.autograd.gradcheck(lambda x: generalised_dice_loss(x, labels), (logits,), eps=1e-6, atol=1e-5)
+    target = (torch.rand(2, 1, 4, 4, generator=gen) > 0.5).double()
+    fine = torch.randn(2, 1, 4, 4, generator=gen).double().requires_grad_()
+    coarse = torch.randn(2, 1, 2, 2, generator=gen).double().requires_grad_()
+    ds = DeepSupervisionLoss('dice_bce')
+    assert torch.autograd.gradcheck(lambda a, b: ds([a, b], target), (fine, coarse), eps=1e-6, atol=1e-5)
