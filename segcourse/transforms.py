@@ -220,10 +220,10 @@ class IntensityTransform(Transform):
         return new, mask
 
 class ZScore(IntensityTransform):
-    "Per image and channel: subtract the mean, divide by the standard deviation."
+    "Per image and channel: subtract the mean, divide by the (population) standard deviation."
     def __init__(self, eps:float=1e-6): super().__init__(1.); self.eps = eps
     def _image(self, image, g):
-        mean, std = image.mean((-2, -1), keepdim=True), image.std((-2, -1), keepdim=True)
+        mean, std = image.mean((-2, -1), keepdim=True), image.std((-2, -1), keepdim=True, correction=0)
         return (image - mean) / (std + self.eps)
 
 class PercentileClip(IntensityTransform):
