@@ -30,43 +30,67 @@ def threshold_grid(thresholds=101, # Number of evenly spaced points on [0, 1], o
         raise ValueError(f"thresholds must be finite and strictly increasing, got {np.asarray(thresholds).tolist()}")
     return t
 
-# %% ../nbs/api/07_thresholds.ipynb #72b5a7e8
+# %% ../nbs/api/07_thresholds.ipynb #ec96efb8
 _CHUNK = 1 << 18
 
-def _bins(p:torch.Tensor, thr:torch.Tensor, uniform:bool) -> torch.Tensor:
-    "Number of thresholds `<= p`, for each value of `p` (thresholds in `p`'s dtype)."
-    if not uniform: return torch.bucketize(p, thr, right=True)
-    k = thr.numel()
-    lo, step = float(thr[0]), float(thr[-1] - thr[0]) / (k - 1)
-    b = ((p - lo) * (1 / step)).floor_().clamp_(-1, k - 1).long().add_(1)
-    ext = torch.cat([thr.new_tensor([-math.inf]), thr, thr.new_tensor([math.inf])])
-    b += (p >= ext[b + 1]); b -= (p < ext[b]).long()
-    return b
-
-def _is_uniform(thr:torch.Tensor) -> bool:
+def _grid_params(thr:torch.Tensor, dtype:torch.dtype):
+    "`(lo, inv, exact)` of an even grid (None otherwise); `exact`: `lo + g / inv` in `dtype` gives the thresholds."
     d = thr.diff()
-    return thr.numel() > 2 and bool(((d - d.mean()).abs() <= 1e-9 * d.mean().abs()).all())
+    if thr.numel() < 3 or not bool(((d - d.mean()).abs() <= 1e-9 * d.mean().abs()).all()): return None
+    lo, inv = float(thr[0]), (thr.numel() - 1) / float(thr[-1] - thr[0])
+    g = torch.arange(thr.numel(), dtype=dtype)
+    return lo, inv, bool(torch.equal(g / inv + lo, thr.to(dtype)))
 
-# %% ../nbs/api/07_thresholds.ipynb #5f753522
-def _chunk_hist(p, t, thr, uniform):
-    "Foreground and background histograms over bins 0..K, rows `n`: shape `n 2 K+1`."
-    k1 = thr.numel() + 1
-    b = _bins(p, thr, uniform)
-    b += t * k1
-    b += torch.arange(0, p.shape[0] * 2 * k1, 2 * k1, device=p.device)[:, None]
-    return torch.bincount(b.flatten(), minlength=p.shape[0] * 2 * k1).view(p.shape[0], 2, k1)
+def _key_dtype(k:int):
+    return np.uint8 if 2 * (k + 1) <= 256 else np.int16 if 2 * (k + 1) <= 32768 else np.int64
+
+def _keys_numpy(p:np.ndarray, t:np.ndarray, thr:np.ndarray, grid) -> np.ndarray:
+    "`2 x bin + label` for each pixel, bin = number of thresholds <= p."
+    kd = _key_dtype(len(thr))
+    if grid is None: k = np.searchsorted(thr, p, side='right').astype(kd)
+    else:
+        lo, inv, exact = grid; ft = p.dtype.type
+        f = p * ft(inv); f += ft(0.5 - lo * inv)  # guess: the right bin - 1, or one more
+        np.clip(f, 0, len(thr) - 1, out=f); np.floor(f, out=f)
+        tv = (f / ft(inv) + ft(lo) if lo else f / ft(inv)) if exact else np.take(thr, f.astype(np.intp))
+        down = (p < tv).view(np.uint8)
+        k = f.astype(kd); k += 1; k -= down  # the bin (modular arithmetic: the result is in range)
+    k += k; k += t.view(np.uint8)
+    return k
+
+# %% ../nbs/api/07_thresholds.ipynb #916ad145
+def _chunk_hist(p, t, thr, grid):
+    "Histograms of bins 0..K, background and foreground, of rows `n`: shape `n K+1 2` (NumPy or torch)."
+    n, k1 = p.shape[0], len(thr) + 1
+    if isinstance(p, np.ndarray):
+        if np.isnan(p).any(): raise ValueError("probs contains NaN")
+        keys = torch.from_numpy(_keys_numpy(p, t, thr, grid))  # torch's bincount is the faster one on bytes
+        return torch.stack([torch.bincount(r, minlength=2 * k1) for r in keys]).view(n, k1, 2)
+    if grid is None: b = torch.bucketize(p, thr, right=True)
+    else:
+        lo, inv, _ = grid
+        b = (p * inv).add_(0.5 - lo * inv).clamp_(0, k1 - 2).long()
+        b.sub_((p < thr[b]).long()).add_(1)
+    b.mul_(2).add_(t).add_(torch.arange(n, device=p.device)[:, None] * 2 * k1)
+    return torch.bincount(b.flatten(), minlength=n * 2 * k1).view(n, k1, 2)
 
 def _hist(p:torch.Tensor, t:torch.Tensor, thr:torch.Tensor) -> torch.Tensor:
-    "Histograms `B 2 K+1` of `B P` scores, chunked over rows and pixels."
-    thr = thr.to(p.device, p.dtype); uniform = _is_uniform(thr)
-    if torch.isnan(p).any(): raise ValueError("probs contains NaN")
+    "Histograms `B 2 K+1` (background, foreground) of `B P` scores, chunked over rows and pixels."
+    thr_c, device = thr.to(p.device, p.dtype), p.device  # thresholds rounded as the data are
+    if p.device.type == 'cpu':
+        if p.dtype == torch.bfloat16: p, thr_c = p.float(), thr_c.float()
+        grid = _grid_params(thr, p.dtype)
+        p, t, thr_c = p.numpy(), t.numpy(), thr_c.numpy()  # NaN is checked chunk by chunk
+    else:
+        grid = _grid_params(thr, p.dtype)
+        if torch.isnan(p).any(): raise ValueError("probs contains NaN")
     n, npix = p.shape
-    out = torch.zeros(n, 2, thr.numel() + 1, dtype=torch.long, device=p.device)
+    out = torch.zeros(n, len(thr_c) + 1, 2, dtype=torch.long, device=device)
     rows = max(1, _CHUNK // max(npix, 1)); cols = min(npix, _CHUNK)
     for r in range(0, n, rows):
         for c in range(0, npix, cols):
-            out[r:r+rows] += _chunk_hist(p[r:r+rows, c:c+cols], t[r:r+rows, c:c+cols], thr, uniform)
-    return out
+            out[r:r+rows] += _chunk_hist(p[r:r+rows, c:c+cols], t[r:r+rows, c:c+cols], thr_c, grid)
+    return out.permute(0, 2, 1)
 
 def _counts_from_hist(h:torch.Tensor) -> Confusion:
     "Confusion counts `B K` from histograms `B 2 K+1`: pixel at threshold k is positive when its bin > k."

@@ -30,7 +30,7 @@ def _check_exact(p, t, grid):
         assert [x[:, k].tolist() for x in c] == [x.tolist() for x in ref], (thr, k)
 
 
-@pytest.mark.parametrize('grid', [101, 11, [0.1, 0.3, 0.5, 0.7, 0.9], np.linspace(0.2, 0.8, 7), [0.05, 0.5, 0.51, 0.95]])
+@pytest.mark.parametrize('grid', [101, 11, 201, [0.1, 0.3, 0.5, 0.7, 0.9], np.linspace(0.2, 0.8, 7), [0.05, 0.5, 0.51, 0.95]])
 def test_sweep_counts_exact(grid):
     _check_exact(*_data(), grid)
 
@@ -153,3 +153,24 @@ def test_warning_when_scored_on_selection_data():
     rep = threshold_report((p[:3], t[:3]), (p[3:], t[3:]), criteria=('gmean', 'f1'))
     assert [(r['criterion'], r['split']) for r in rep.rows] == [('gmean', 'val'), ('gmean', 'test'), ('f1', 'val'), ('f1', 'test')]
     assert rep.rows[0]['threshold'] == rep.rows[1]['threshold']
+
+
+def test_inexact_grid_arithmetic_falls_back_to_lookup():
+    "Grids whose thresholds `lo + g/inv` do not round to the stored values use the threshold table; still exact."
+    grids = [np.linspace(lo, hi, n) for lo in (0.05, 0.1, 0.15, 0.3) for hi in (0.7, 0.9, 0.95) for n in (17, 33, 81)]
+    inexact = [g for g in grids if not T._grid_params(threshold_grid(g), torch.float32)[2]]
+    assert inexact, "expected at least one grid whose arithmetic differs from its float32 values"
+    p, t = _data(decimals=3)
+    _check_exact(p, t, inexact[0])
+
+
+def test_torch_path_equals_numpy_path():
+    "The torch kernel (used on GPUs) gives the same histograms as the NumPy one."
+    p, t = _data(n=3, decimals=2)
+    p2, t2 = p.flatten(1), t.flatten(1)
+    for grid in (threshold_grid(101), threshold_grid([0.1, 0.35, 0.9]), threshold_grid(np.linspace(0.05, 0.95, 81))):
+        params = T._grid_params(grid, p.dtype)
+        thr_c = grid.to(p.dtype)
+        a = T._chunk_hist(p2.numpy(), t2.numpy(), thr_c.numpy(), params)
+        b = T._chunk_hist(p2, t2, thr_c, params)
+        assert torch.equal(a, b)
