@@ -167,7 +167,8 @@ class FileDataset(Dataset):
                 if on_error == 'raise': raise
                 skipped.append((e.path, e.problem) if isinstance(e, FileProblem) else (str(getattr(e, 'filename', None) or ''), str(e)))
         if skipped:
-            self._cache = {keep.index(i): v for i, v in self._cache.items() if i in keep}
+            new_index = {old: new for new, old in enumerate(keep)}
+            self._cache = {new_index[i]: v for i, v in self._cache.items() if i in new_index}
             self.items = [self.items[i] for i in keep]
             self.skipped = self.skipped + report_skipped(skipped, type(self).__name__)
         return skipped
