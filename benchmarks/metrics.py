@@ -62,8 +62,15 @@ def case_a(repeats):
 
     def bare_numpy():
         return (pn & tn).sum(1), (pn & ~tn).sum(1), (~pn & tn).sum(1), (~pn & ~tn).sum(1)
-    report('a: 5 overlap metrics, 64 x 256x256', ours,
-           {'bare torch: 4 counts': best_time(bare_torch, repeats), 'bare numpy: 4 counts': best_time(bare_numpy, repeats)},
+
+    def bare_count_nonzero():  # the fastest bare NumPy way found: per-row count_nonzero
+        nz = lambda a: np.array([np.count_nonzero(r) for r in a])
+        tp, n_pred, n_true = nz(pn & tn), nz(pn), nz(tn)
+        return tp, n_pred - tp, n_true - tp, pn.shape[1] - n_pred - n_true + tp
+    report('a: 5 overlap metrics, 64 x 256x256 (bool masks)', ours,
+           {'bare torch: 4 counts (p&t, p&~t, ...)': best_time(bare_torch, repeats),
+            'bare numpy: 4 counts (p&t, p&~t, ...)': best_time(bare_numpy, repeats),
+            'bare numpy: count_nonzero per row': best_time(bare_count_nonzero, repeats)},
            'ratio >= 0.67 (within 1.5x)')
 
 
