@@ -89,11 +89,11 @@ class RandomFlip(Transform):
 
 def _grid(m:torch.Tensor, h:int, w:int, dtype) -> torch.Tensor:
     "Sampling grid `B H W 2` of matrices `m` (as `F.affine_grid`, align_corners=False, without its slow matmul)."
-    xs = (torch.arange(w, device=m.device, dtype=dtype) * 2 + 1) / w - 1
-    ys = ((torch.arange(h, device=m.device, dtype=dtype) * 2 + 1) / h - 1)[:, None]
-    m = m.to(dtype)[:, :2, :, None, None]  # B 2 3 1 1
-    return torch.stack([m[:, 0, 0] * xs + m[:, 0, 1] * ys + m[:, 0, 2],
-                        m[:, 1, 0] * xs + m[:, 1, 1] * ys + m[:, 1, 2]], -1)
+    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, dtype=dtype, device=m.device)  # pixel centres
+    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, dtype=dtype, device=m.device)[:, None]
+    m, out = m.to(dtype)[..., None, None], torch.empty(len(m), h, w, 2, dtype=dtype, device=m.device)
+    for k in (0, 1): torch.add(m[:, k, 0] * xs, m[:, k, 1] * ys + m[:, k, 2], out=out[..., k])
+    return out
 
 def _flip_dims(m:torch.Tensor) -> list|None:
     "The axes to flip if every matrix is the same pure flip, else None."
