@@ -15,9 +15,9 @@ from .core import check_option
 # %% auto #0
 __all__ = ['EMPTY_POLICIES', 'COUNT_METRICS', 'dice', 'iou', 'sensitivity', 'specificity', 'precision', 'npv', 'accuracy',
            'balanced_accuracy', 'volume_similarity', 'relative_volume_difference', 'rand_index', 'adjusted_rand_index',
-           'mutual_information', 'variation_of_information', 'cohen_kappa', 'mcc', 'gmean', 'youden', 'Items',
-           'as_items', 'Confusion', 'confusion', 'check_empty', 'from_counts', 'compute_metrics', 'as_scores',
-           'roc_auc', 'average_precision', 'summarize']
+           'mutual_information', 'variation_of_information', 'cohen_kappa', 'mcc', 'gmean', 'youden', 'PROB_METRICS',
+           'DISTANCE_NAMES', 'METRIC_NAMES', 'Items', 'as_items', 'Confusion', 'confusion', 'check_empty',
+           'from_counts', 'compute_metrics', 'as_scores', 'roc_auc', 'average_precision', 'summarize', 'get_metric']
 
 # %% ../nbs/api/06a_metrics.ipynb #9ba74f2c
 def _to_tensor(x, name:str) -> tuple[torch.Tensor, bool]:
@@ -295,3 +295,21 @@ def summarize(values, # Per-item values, tensor or array
     stat = lambda f: float(f(ok)) if ok.numel() else math.nan
     return {'mean': stat(torch.mean), 'median': stat(lambda x: x.quantile(0.5)), 'std': stat(lambda x: x.std(unbiased=False)),
             'n': int(v.numel()), 'n_nan': int(v.isnan().sum())}
+
+# %% ../nbs/api/06a_metrics.ipynb #03317ea2
+PROB_METRICS = ('roc_auc', 'average_precision')
+DISTANCE_NAMES = ('hausdorff', 'hd95', 'assd', 'masd', 'nsd', 'mahalanobis')
+METRIC_NAMES = COUNT_METRICS + PROB_METRICS + DISTANCE_NAMES
+
+def get_metric(name:str, # One of `METRIC_NAMES`
+              ):
+    "The metric function called `name`."
+    check_option('name', name, METRIC_NAMES)
+    return __getattr__(name) if name in DISTANCE_NAMES else globals()[name]
+
+def __getattr__(name:str):
+    "Distance metrics are found in `segcourse.distance`, imported when first asked for."
+    if name in DISTANCE_NAMES:
+        from segcourse import distance
+        return getattr(distance, name)
+    raise AttributeError(f"module 'segcourse.metrics' has no attribute {name!r}")
