@@ -49,9 +49,7 @@ class Transform:
         args = ', '.join(f'{k}={v!r}' for k, v in vars(self).items() if not k.startswith('_'))
         return f"{type(self).__name__}({args})"
 
-# %% ../nbs/api/03_transforms.ipynb #42fcb647
-def _eye(n, device): return torch.eye(3, device=device).repeat(n, 1, 1)
-
+# %% ../nbs/api/03_transforms.ipynb #c5c7afed
 class RandomAffine(Transform):
     "Random zoom (`scale`), rotation (`rotate`, degrees) and shift (`translate`, share of the size)."
     geometric = True
@@ -64,15 +62,14 @@ class RandomAffine(Transform):
         if self.scale[0] <= 0: raise ValueError(f"scale={scale!r} must keep zoom factors above 0")
 
     def matrices(self, n:int, h:int, w:int, g, device) -> torch.Tensor:
-        s = _uniform(*self.scale, n, g, device)
-        a = torch.deg2rad(_uniform(*self.rotate, n, g, device))
-        tx, ty = (_uniform(*self.translate, n, g, device) * 2 for _ in range(2))
-        cos, sin, m = torch.cos(a) / s, torch.sin(a) / s, _eye(n, device)
-        m[:, 0, 0], m[:, 0, 1], m[:, 0, 2] = cos, -sin * h / w, tx
-        m[:, 1, 0], m[:, 1, 1], m[:, 1, 2] = sin * w / h, cos, ty
-        keep = ~self._chosen(n, g, device)
-        m[keep] = torch.eye(3, device=device)
-        return m
+        u = _rand(5 * n, g, 'cpu').view(5, n)  # one draw for all parameters: few small ops per item
+        lo_hi = lambda r, k: r[0] + (r[1] - r[0]) * u[k]
+        s, a = lo_hi(self.scale, 0), torch.deg2rad(lo_hi(self.rotate, 1))
+        tx, ty = lo_hi(self.translate, 2) * 2, lo_hi(self.translate, 3) * 2
+        cos, sin, zero = torch.cos(a) / s, torch.sin(a) / s, torch.zeros(n)
+        m = torch.stack([cos, -sin * h / w, tx, sin * w / h, cos, ty, zero, zero, zero + 1], -1).view(n, 3, 3)
+        if self.p < 1: m[u[4] >= self.p] = torch.eye(3)
+        return m.to(device)
 
 class RandomFlip(Transform):
     "Mirror left-right with chance `horizontal` and top-bottom with chance `vertical`."
@@ -82,10 +79,9 @@ class RandomFlip(Transform):
         self.horizontal, self.vertical = horizontal, vertical
 
     def matrices(self, n:int, h:int, w:int, g, device) -> torch.Tensor:
-        m = _eye(n, device)
-        m[:, 0, 0] = torch.where(_rand(n, g, device) < self.horizontal, -1., 1.)
-        m[:, 1, 1] = torch.where(_rand(n, g, device) < self.vertical, -1., 1.)
-        return m
+        u = _rand(2 * n, g, 'cpu').view(2, n)
+        sx, sy = 1 - 2 * (u[0] < self.horizontal).float(), 1 - 2 * (u[1] < self.vertical).float()
+        return torch.diag_embed(torch.stack([sx, sy, torch.ones(n)], -1)).to(device)
 
 def _grid(m:torch.Tensor, h:int, w:int, dtype) -> torch.Tensor:
     "Sampling grid `B H W 2` of matrices `m` (as `F.affine_grid`, align_corners=False, without its slow matmul)."
@@ -97,10 +93,10 @@ def _grid(m:torch.Tensor, h:int, w:int, dtype) -> torch.Tensor:
 
 def _flip_dims(m:torch.Tensor) -> list|None:
     "The axes to flip if every matrix is the same pure flip, else None."
-    d = torch.diagonal(m[:, :2, :2], dim1=1, dim2=2)
-    if not (torch.equal(m[0], m[-1]) and torch.equal(m[:, :2, :2], torch.diag_embed(d)) and (d.abs() == 1).all()
-            and not m[:, :2, 2].any()): return None
-    return [dim for dim, v in ((-1, d[0, 0]), (-2, d[0, 1])) if v < 0]
+    if len(m) > 1 and not torch.equal(m, m[:1].expand_as(m)): return None
+    (a, b, c), (d, e, f), _ = m[0].tolist()
+    if b or c or d or f or abs(a) != 1 or abs(e) != 1: return None
+    return [dim for dim, v in ((-1, a), (-2, e)) if v < 0]
 
 def warp(image:torch.Tensor, # `B C H W`
          mask:torch.Tensor|None, # `B A H W` or None
