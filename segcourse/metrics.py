@@ -126,26 +126,29 @@ def check_empty(empty) -> str|float:
 
 def _ratio(num, den, c:Confusion, empty, best:float=1., worst:float=0., agree=None):
     "`num/den` where `den > 0`; where `den == 0` the value the `empty` policy gives."
-    val = num / torch.where(den == 0, torch.ones_like(den), den)
+    zero = den == 0
+    if not zero.any(): return num / den
+    val = num / torch.where(zero, torch.ones_like(den), den)
     if empty == 'match':
         if agree is None: agree = (c.fp == 0) & (c.fn == 0)
         fill = torch.where(agree, torch.full_like(val, best), torch.full_like(val, worst))
     else: fill = torch.full_like(val, math.nan if empty == 'nan' else empty)
-    return torch.where(den == 0, fill, val)
+    return torch.where(zero, fill, val)
 
-# %% ../nbs/api/06a_metrics.ipynb #47fec788
+# %% ../nbs/api/06a_metrics.ipynb #9f09a2eb
 def _overlap(c, empty):
-    return {'dice': _ratio(2*c.tp, 2*c.tp + c.fp + c.fn, c, empty),
-            'iou': _ratio(c.tp, c.tp + c.fp + c.fn, c, empty),
-            'sensitivity': _ratio(c.tp, c.tp + c.fn, c, empty),
-            'specificity': _ratio(c.tn, c.tn + c.fp, c, empty),
-            'precision': _ratio(c.tp, c.tp + c.fp, c, empty),
-            'npv': _ratio(c.tn, c.tn + c.fn, c, empty),
-            'accuracy': (c.tp + c.tn) / (c.tp + c.fp + c.fn + c.tn)}
+    "Each family returns its formulas as functions: only the metrics asked for are computed."
+    return {'dice': lambda: _ratio(2*c.tp, 2*c.tp + c.fp + c.fn, c, empty),
+            'iou': lambda: _ratio(c.tp, c.tp + c.fp + c.fn, c, empty),
+            'sensitivity': lambda: _ratio(c.tp, c.tp + c.fn, c, empty),
+            'specificity': lambda: _ratio(c.tn, c.tn + c.fp, c, empty),
+            'precision': lambda: _ratio(c.tp, c.tp + c.fp, c, empty),
+            'npv': lambda: _ratio(c.tn, c.tn + c.fn, c, empty),
+            'accuracy': lambda: (c.tp + c.tn) / (c.tp + c.fp + c.fn + c.tn)}
 
 def _volume(c, empty):
-    return {'volume_similarity': 1 - _ratio((c.fn - c.fp).abs(), 2*c.tp + c.fp + c.fn, c, empty, best=0., worst=1.),
-            'relative_volume_difference': _ratio(c.fp - c.fn, c.tp + c.fn, c, empty, best=0., worst=math.inf)}
+    return {'volume_similarity': lambda: 1 - _ratio((c.fn - c.fp).abs(), 2*c.tp + c.fp + c.fn, c, empty, best=0., worst=1.),
+            'relative_volume_difference': lambda: _ratio(c.fp - c.fn, c.tp + c.fn, c, empty, best=0., worst=math.inf)}
 
 # %% ../nbs/api/06a_metrics.ipynb #6b862e6a
 def _pairs(c, empty):
@@ -158,21 +161,22 @@ def _pairs(c, empty):
     d = n*(n-1)/2 - a - b - cc
     marg = (c.tp+c.fp)*(c.fp+c.tn) + (c.tp+c.fn)*(c.fn+c.tn)
     mcc_den = ((c.tp+c.fp)*(c.tp+c.fn)*(c.tn+c.fp)*(c.tn+c.fn)).sqrt()
-    return {'rand_index': _ratio(a + d, a + b + cc + d, c, empty),
-            'adjusted_rand_index': _ratio(2*(a*d - b*cc), (a+b)*(b+d) + (a+cc)*(cc+d), c, empty, agree=(b == 0) & (cc == 0)),
-            'cohen_kappa': _ratio(2*(c.tp*c.tn - c.fn*c.fp), marg, c, empty),
-            'mcc': _ratio(c.tp*c.tn - c.fp*c.fn, mcc_den, c, empty)}
+    return {'rand_index': lambda: _ratio(a + d, a + b + cc + d, c, empty),
+            'adjusted_rand_index': lambda: _ratio(2*(a*d - b*cc), (a+b)*(b+d) + (a+cc)*(cc+d), c, empty, agree=(b == 0) & (cc == 0)),
+            'cohen_kappa': lambda: _ratio(2*(c.tp*c.tn - c.fn*c.fp), marg, c, empty),
+            'mcc': lambda: _ratio(c.tp*c.tn - c.fp*c.fn, mcc_den, c, empty)}
 
 def _information(c, empty):
     n = c.tp + c.fp + c.fn + c.tn
     h = lambda *ps: -sum(torch.xlogy(p/n, p/n) for p in ps)
     h_pred, h_true, h_joint = h(c.tp+c.fp, c.fn+c.tn), h(c.tp+c.fn, c.fp+c.tn), h(c.tp, c.fp, c.fn, c.tn)
-    return {'mutual_information': h_pred + h_true - h_joint, 'variation_of_information': 2*h_joint - h_pred - h_true}
+    return {'mutual_information': lambda: h_pred + h_true - h_joint, 'variation_of_information': lambda: 2*h_joint - h_pred - h_true}
 
 # %% ../nbs/api/06a_metrics.ipynb #5fb2a2cd
 def _combined(c, empty):
     sens, spec = _ratio(c.tp, c.tp + c.fn, c, empty), _ratio(c.tn, c.tn + c.fp, c, empty)
-    return {'balanced_accuracy': (sens + spec) / 2, 'gmean': (sens * spec).sqrt(), 'youden': sens + spec - 1}
+    return {'balanced_accuracy': lambda: (sens + spec) / 2, 'gmean': lambda: (sens * spec).sqrt(),
+            'youden': lambda: sens + spec - 1}
 
 _FAMILIES = {f: tuple(f(Confusion(*torch.ones(4, 1)), 'match')) for f in (_overlap, _volume, _pairs, _information, _combined)}
 COUNT_METRICS = tuple(k for names in _FAMILIES.values() for k in names)
@@ -187,9 +191,9 @@ def from_counts(counts:Confusion, # Counts, any (broadcastable) shape
     empty = check_empty(empty)
     c = Confusion(*(torch.as_tensor(x).double() for x in counts))
     out = {}
-    for f, family in _FAMILIES.items():
+    for f, family in _FAMILIES.items():  # each family gives formulas; only the requested ones are evaluated
         if any(m in family for m in names): out.update(f(c, empty))
-    return out[metrics] if isinstance(metrics, str) else {m: out[m] for m in names}
+    return out[metrics]() if isinstance(metrics, str) else {m: out[m]() for m in names}
 
 # %% ../nbs/api/06a_metrics.ipynb #59585416
 def _metric(name:str, pred, target, threshold, empty):
