@@ -198,3 +198,25 @@ def test_roc_auc_one_class():
 def test_summarize():
     s = M.summarize(torch.tensor([0.1, 0.9, 0.8, float('nan')]))
     assert s['n'] == 4 and s['n_nan'] == 1 and s['median'] == pytest.approx(0.8) and s['mean'] == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize('case', ['both_empty', 'pred_empty', 'target_empty', 'single_voxel', 'border', 'full'])
+def test_probability_metrics_empty_cases(case):
+    "ROC AUC and AP need both classes in the target: else NaN (or the number given), never an error."
+    _, target = _masks(case)
+    scores = np.linspace(0, 1, 16).reshape(4, 4)
+    one_class = target.all() or not target.any()
+    for f in (M.roc_auc, M.average_precision):
+        v = float(f(scores, target))
+        assert math.isnan(v) if one_class else 0 <= v <= 1
+        assert float(f(scores, target, empty=0.5)) == (0.5 if one_class else v)
+    if case == 'border':  # the top row holds the lowest scores: AUC 0
+        assert float(M.roc_auc(scores, target)) == 0.0
+
+
+def test_get_metric_and_lazy_distance_names():
+    for name in M.METRIC_NAMES: assert callable(M.get_metric(name))
+    from segcourse.metrics import hd95, nsd
+    from segcourse import distance
+    assert hd95 is distance.hd95 and nsd is distance.nsd
+    with pytest.raises(AttributeError, match="no attribute 'hd99'"): M.hd99
