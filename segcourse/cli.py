@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument('--size', type=_positive_int, help='image size in pixels (default: 128)')
     d.add_argument('--batch-size', type=_positive_int, help='batch size (default: 16)')
     d.add_argument('--lr', type=float, help='peak learning rate (default: 0.003)')
-    d.add_argument('--features', type=_features, help='U-Net widths per level, e.g. 16,32,64,128')
+    d.add_argument('--features', type=_features, help='U-Net widths per level (default: 8,16,32,64)')
     d.add_argument('--loss', help='loss name from segcourse.losses (default: dice_bce)')
     d.add_argument('--seed', type=int, help='random seed (default: 0)')
     d.add_argument('--device', choices=['cuda', 'mps', 'cpu'], help='device (default: the best available)')

@@ -34,7 +34,7 @@ class DemoConfig:
     epochs:int = 8
     batch_size:int = 16
     lr:float = 3e-3             # peak of the one-cycle schedule
-    features:tuple = (16, 32, 64, 128)  # U-Net widths per level
+    features:tuple = (8, 16, 32, 64)  # U-Net widths per level
     loss:str = 'dice_bce'
     lesion_share:float = 0.5    # oversample lesion slices in training to this share
     seed:int = 0
