@@ -105,6 +105,9 @@ class FolderDataset(FileDataset):
         for mp, m in zip(mps, masks): check_same_size(image, m, ip, mp)
         return image, np.stack(masks)
 
+    def _read_masks(self, i:int) -> np.ndarray:
+        return np.stack([as_binary_mask(read_image(mp), mp, self.mask_threshold) for mp in self.items[i][3]])
+
     def item_info(self, i:int) -> dict:
         "Case id, pairing id, foreground fraction, paths (and annotators' masks if several)."
         _, k, ip, mps = self.items[i]

@@ -142,6 +142,10 @@ class LGGDataset(FileDataset):
         check_same_size(image, mask, ip, mp)
         return (image if self.channels == (0, 1, 2) else image[..., list(self.channels)]), mask[None]
 
+    def _read_masks(self, i:int) -> np.ndarray:
+        mp = self.items[i][3]
+        return as_binary_mask(read_image(mp), mp)[None]
+
     def item_info(self, i:int) -> dict:
         "Case id, slice number, foreground fraction and file paths of item `i`."
         case_id, n, ip, mp = self.items[i]

@@ -17,7 +17,7 @@ from .core import check_option, reduce_annotations
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'ON_ERROR', 'FileProblem', 'read_image', 'as_binary_mask', 'check_same_size', 'report_skipped',
-           'image_to_tensor', 'resize_arrays', 'FileDataset']
+           'image_to_tensor', 'resize_arrays', 'resize_masks', 'FileDataset']
 
 # %% ../nbs/api/02a_readers.ipynb #e489ec3d
 class FileProblem(ValueError):
@@ -109,8 +109,13 @@ def resize_arrays(image:np.ndarray, # Image `H W C`
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
     x = F.interpolate(x, size=size, mode='bilinear', antialias=True, align_corners=False)[0].permute(1, 2, 0)
     if image.dtype.kind in 'ui': x = x.round().clamp(np.iinfo(image.dtype).min, np.iinfo(image.dtype).max)
-    m = F.interpolate(torch.from_numpy(masks)[None].float(), size=size, mode='nearest')[0]
-    return x.numpy().astype(image.dtype), m.numpy().astype(masks.dtype)
+    return x.numpy().astype(image.dtype), resize_masks(masks, size)
+
+def resize_masks(masks:np.ndarray, size:int|tuple) -> np.ndarray:
+    "Resize masks `A H W` with nearest neighbour, keeping the dtype."
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if masks.shape[1:] == size: return masks
+    return F.interpolate(torch.from_numpy(masks)[None].float(), size=size, mode='nearest')[0].numpy().astype(masks.dtype)
 
 # %% ../nbs/api/02a_readers.ipynb #a2b24e1b
 class FileDataset(Dataset):
@@ -137,10 +142,23 @@ class FileDataset(Dataset):
         "Fail early on an annotator choice that does not fit `n` annotators."
         reduce_annotations(np.zeros((n, 1, 1), np.uint8), 0 if self.annotator == 'random' else self.annotator)
 
-    def raw(self, i:int) -> tuple:
-        "Item `i` as arrays: image `H W C` as stored and masks `A H W` uint8, resized, from the cache if kept."
+    def _index(self, i:int) -> int:
         if i < 0: i += len(self)
         if not 0 <= i < len(self): raise IndexError(f"index {i} is out of range for {len(self)} items")
+        return i
+
+    def _read_masks(self, i:int) -> np.ndarray: return self._read(i)[1]  # subclasses may read the masks alone
+
+    def masks(self, i:int) -> np.ndarray:
+        "Masks `A H W` uint8 of item `i`: from the cache if kept, else read without decoding the image if possible."
+        hit = self._cache.get(self._index(i))
+        if hit is not None: return self.raw(i)[1]
+        masks = self._read_masks(self._index(i))
+        return masks if self.size is None else resize_masks(masks, self.size)
+
+    def raw(self, i:int) -> tuple:
+        "Item `i` as arrays: image `H W C` as stored and masks `A H W` uint8, resized, from the cache if kept."
+        i = self._index(i)
         hit = self._cache.get(i)
         if hit is not None:
             image, packed, shape = hit
@@ -188,7 +206,7 @@ class FileDataset(Dataset):
 
     def item_info(self, i:int) -> dict:
         "Case id, foreground fraction (mean over annotators) and, with several annotators, their masks."
-        _, masks = self.raw(i)
+        masks = self.masks(i)
         info = dict(case_id=self.case_ids[i], foreground_fraction=float(masks.mean()))
         if len(masks) > 1: info['annotator_masks'] = masks
         return info

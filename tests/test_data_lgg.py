@@ -240,3 +240,12 @@ def test_download_with_kagglehub(tiny, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, 'kagglehub', fake)
     assert download_lgg(tmp_path/'elsewhere') == root
     assert calls == ['mateuszbuda/lgg-mri-segmentation']
+
+
+def test_item_info_reads_masks_only_and_matches_items(tiny):
+    root, *_ = tiny
+    ds = LGGDataset(root, size=4)
+    for i in (0, 11, 14): assert ds.item_info(i)['foreground_fraction'] == pytest.approx(ds[i][1].mean().item())
+    f = root/'TCGA_AA_0001_20000101'/'TCGA_AA_0001_20000101_3.tif'
+    f.write_bytes(f.read_bytes()[:100])  # the image is broken, its mask is fine
+    assert LGGDataset(root).item_info(2)['foreground_fraction'] == 3 / 64
