@@ -77,11 +77,9 @@ def _item_surfaces(pred:np.ndarray, target:np.ndarray, spacing:np.ndarray, conne
                     np.argwhere(sp & ~shared) * spacing, np.argwhere(st & ~shared) * spacing, int(shared.sum())))
     return out
 
-def _nearest(queries:list, refs:list, big:float) -> list:
-    "Per item, the distance of each query point to its nearest reference point (one k-d tree for all items)."
-    lab = lambda arrs: np.concatenate([np.c_[np.full(len(a), i * big), a] for i, a in enumerate(arrs)])
-    d = cKDTree(lab(refs), balanced_tree=False).query(lab(queries))[0]
-    return np.split(d, np.cumsum([len(q) for q in queries])[:-1])
+def _nearest(queries:np.ndarray, refs:np.ndarray) -> np.ndarray:
+    "Distance of each query point to its nearest reference point (a k-d tree over the references)."
+    return cKDTree(refs, balanced_tree=False).query(queries)[0] if len(queries) else np.zeros(0)
 
 # %% ../nbs/api/06b_distance.ipynb #e20b5d6a
 def _surface_distances(pred:np.ndarray, target:np.ndarray, spacing:np.ndarray, connectivity:int) -> list:
@@ -89,13 +87,10 @@ def _surface_distances(pred:np.ndarray, target:np.ndarray, spacing:np.ndarray, c
     pts = _item_surfaces(pred, target, spacing, connectivity)
     ok = [i for i, x in enumerate(pts) if len(x[0]) and len(x[1])]
     out = [None] * len(pts)
-    if ok:  # voxels on both surfaces are at distance 0; only the others are looked up
-        big = 4 * _diagonal(pred.shape[1:], spacing) + 1
-        dp = _nearest([pts[i][2] for i in ok], [pts[i][1] for i in ok], big)
-        dt = _nearest([pts[i][3] for i in ok], [pts[i][0] for i in ok], big)
-        for i, a, b in zip(ok, dp, dt):
-            z = np.zeros(pts[i][4])
-            out[i] = (np.concatenate([z, a]), np.concatenate([z, b]))
+    for i in ok:  # voxels on both surfaces are at distance 0; only the others are looked up
+        sp, st, sp_only, st_only, shared = pts[i]
+        z = np.zeros(shared)
+        out[i] = (np.concatenate([z, _nearest(sp_only, st)]), np.concatenate([z, _nearest(st_only, sp)]))
     return out
 
 def _numpy_items(pred, target, threshold, spacing):

@@ -137,6 +137,7 @@ def test_medpy():
         assert float(masd(p, t, spacing=sp)) == pytest.approx(masd_ref, rel=1e-6)
 
 
+@pytest.mark.filterwarnings('ignore::FutureWarning')
 def test_monai():
     mm = pytest.importorskip('monai.metrics', reason='MONAI not installed (pip install monai)')
     for p, t, sp in _pairs():
