@@ -38,11 +38,16 @@ def read_image(path:str|os.PathLike, # An image file (PNG, TIFF, BMP, GIF, JPEG)
         raise FileProblem(path, f"unsupported file type {suffix!r}; readable types are {list(IMAGE_SUFFIXES)}")
     try:
         if suffix == '.npy': return np.load(path, allow_pickle=False)
-        with Image.open(path) as im:
+        with warnings.catch_warnings(record=True) as caught, Image.open(path) as im:
+            warnings.simplefilter('always')
             if im.mode == 'P': im = im.convert('RGBA' if 'transparency' in im.info else 'RGB')
-            return np.array(im)
+            arr = np.array(im)
     except Exception as e:
         raise FileProblem(path, f"cannot read the file; it may be truncated or not an image ({type(e).__name__}: {e})") from e
+    for w in caught:  # Pillow warns (and may return partial data) on some damaged files: name the file
+        if 'truncat' in str(w.message).lower(): raise FileProblem(path, f"cannot read the file; it is truncated ({w.message})")
+        warnings.warn(f"{path}: {w.message}", stacklevel=2)
+    return arr
 
 # %% ../nbs/api/02a_readers.ipynb #a62b39fa
 def _levels(arr, n=6):
