@@ -100,7 +100,7 @@ def image_to_tensor(arr:np.ndarray, # Image `H W` or `H W C`
                    ) -> torch.Tensor:
     "Image array to float32 tensor `C H W`; uint8 scaled by 1/255, uint16 by 1/65535."
     arr = np.asarray(arr)
-    t = torch.from_numpy(np.ascontiguousarray(arr if arr.ndim == 3 else arr[..., None])).permute(2, 0, 1)
+    t = torch.from_numpy(np.ascontiguousarray(arr if arr.ndim == 3 else arr[..., None])).permute(2, 0, 1).contiguous()
     scale = {np.dtype(np.uint8): 255., np.dtype(np.uint16): 65535.}.get(arr.dtype, 1.)
     return t.float().div_(scale) if scale != 1. else t.float()
 
