@@ -110,16 +110,18 @@ def sweep_counts(probs, # Probabilities; (H,W), (D,H,W), B 1 H W [D]
 
 # %% ../nbs/api/07_thresholds.ipynb #864ef19c
 SWEEP_METRICS = ('accuracy', 'sensitivity', 'specificity', 'precision', 'iou', 'dice', 'gmean', 'youden')
-AVERAGES = ('micro', 'mean')
+AVERAGES = ('micro', 'mean', 'case')
 
 @dataclass
 class Sweep:
-    "Per-threshold metrics of a data set: `micro` (pooled pixels) and `mean` (per-image mean)."
+    "Per-threshold metrics of a data set: `micro` (pooled pixels), `mean` (per-image mean), `case` (per-case mean)."
     thresholds: np.ndarray
     micro: dict
     mean: dict
     counts: Confusion  # micro counts per threshold
     n_images: int
+    case: dict|None = None  # mean over cases of the metric of each case's summed counts (with case ids only)
+    n_cases: int = 0
 
     @property
     def fingerprint(self) -> int:
@@ -129,7 +131,14 @@ class Sweep:
     def at(self, threshold:float, average:str='micro') -> dict:
         "Metrics at the grid threshold nearest to `threshold`."
         k = int(np.abs(self.thresholds - threshold).argmin())
-        return {'threshold': float(self.thresholds[k]), **{m: float(v[k]) for m, v in getattr(self, check_option('average', average, AVERAGES)).items()}}
+        return {'threshold': float(self.thresholds[k]), **{m: float(v[k]) for m, v in self.values(average).items()}}
+
+    def values(self, average:str='micro') -> dict:
+        "Metric name -> values per threshold, for `average` in `AVERAGES`."
+        check_option('average', average, AVERAGES)
+        if average == 'case' and self.case is None:
+            raise ValueError("average='case' needs case ids: pass case_id= to ThresholdSweep.update() or sweep_thresholds()")
+        return getattr(self, average)
 
     def micro_of(self, name:str) -> np.ndarray:
         "Any count metric (micro) at every threshold, from the stored counts."
@@ -137,7 +146,7 @@ class Sweep:
 
 # %% ../nbs/api/07_thresholds.ipynb #5b31f422
 class ThresholdSweep:
-    "Accumulate per-threshold confusion counts (micro) and per-image metric sums (mean) over batches."
+    "Accumulate per-threshold counts over batches: pooled (micro), per-image metric sums (mean), per case."
     def __init__(self, thresholds=101, # Grid size on [0, 1], or the thresholds
                  metrics=SWEEP_METRICS, # Names from `segcourse.metrics.COUNT_METRICS`
                  empty='match', # Empty-mask policy for per-image values
@@ -152,16 +161,18 @@ class ThresholdSweep:
         self.counts = Confusion(*torch.zeros(4, k, dtype=torch.long))
         self.sums = {m: torch.zeros(k, dtype=torch.float64) for m in self.metrics}
         self.n_valid = {m: torch.zeros(k, dtype=torch.long) for m in self.metrics}
-        self.n_images = 0
+        self.n_images, self.case_counts = 0, {}
         return self
 
     def update(self, probs, # Probabilities of a batch, B 1 H W [D] (or one image)
                target, # Its binary target
+               case_id=None, # One id for the batch or one per item: enables `average="case"`
               ):
         "Add a batch; returns `self`."
         items = as_scores(probs, target)
         c = _counts_from_hist(_hist(items.pred, items.target, self.thresholds))
         self.counts = Confusion(*(a + b.sum(0).cpu() for a, b in zip(self.counts, c)))
+        if case_id is not None: self._add_cases(c, case_id)
         for m, v in from_counts(c, self.metrics, self.empty).items():
             v = v.cpu(); ok = ~v.isnan()
             self.sums[m] += torch.where(ok, v, 0.).sum(0); self.n_valid[m] += ok.sum(0)
@@ -173,26 +184,39 @@ class ThresholdSweep:
         if self.n_images == 0: raise ValueError("ThresholdSweep.compute() before any update()")
         micro = {m: v.numpy() for m, v in from_counts(self.counts, self.metrics, self.empty).items()}
         mean = {m: (self.sums[m] / self.n_valid[m]).numpy() for m in self.metrics}
-        return Sweep(self.thresholds.numpy(), micro, mean, self.counts, self.n_images)
+        case = None
+        if self.case_counts:
+            per_case = from_counts(Confusion(*torch.stack(list(self.case_counts.values()), 1)), self.metrics, self.empty)
+            case = {m: v.nanmean(0).numpy() for m, v in per_case.items()}
+        return Sweep(self.thresholds.numpy(), micro, mean, self.counts, self.n_images, case, len(self.case_counts))
+
+    def _add_cases(self, c:Confusion, case_id):
+        n = c.tp.shape[0]
+        ids = [case_id] * n if isinstance(case_id, (str, int, np.integer)) else list(case_id.tolist() if hasattr(case_id, 'tolist') else case_id)
+        if len(ids) != n: raise ValueError(f"case_id has {len(ids)} entries for a batch of {n} items")
+        rows = torch.stack(list(c), 0).cpu()  # 4 B K
+        for i, k in enumerate(ids):
+            self.case_counts[k] = self.case_counts.get(k, 0) + rows[:, i]
 
 # %% ../nbs/api/07_thresholds.ipynb #61969392
-def sweep_thresholds(probs, # Probabilities, B 1 H W [D]; or an iterable of `(probs, target)` batches with `target=None`
+def sweep_thresholds(probs, # Probabilities, B 1 H W [D]; or an iterable of `(probs, target[, case_id])` batches with `target=None`
                      target=None, # Binary target of the same shape
                      thresholds=101, # Grid size on [0, 1], or the thresholds
                      metrics=SWEEP_METRICS, # Names from `segcourse.metrics.COUNT_METRICS`
                      empty='match', # Empty-mask policy for per-image values
+                     case_id=None, # Case of each item (with array input): enables `average="case"`
                     ) -> Sweep:
-    "Metrics at every threshold of a grid, micro and per-image mean, in one pass."
+    "Metrics at every threshold of a grid, micro and per-image mean (and per-case mean), in one pass."
     sweep = ThresholdSweep(thresholds, metrics, empty)
-    for p, t in _batches(probs, target): sweep.update(p, t)
+    for batch in _batches(probs, target, case_id): sweep.update(*batch)
     return sweep.compute()
 
-def _batches(probs, target):
-    if target is not None: return [(probs, target)]
+def _batches(probs, target, case_id=None):
+    if target is not None: return [(probs, target, case_id)]
     if isinstance(probs, (torch.Tensor, np.ndarray)): raise ValueError("target is required when probs is an array")
     return probs
 
-# %% ../nbs/api/07_thresholds.ipynb #28d5ff65
+# %% ../nbs/api/07_thresholds.ipynb #ee3e8171
 def _area(x, y) -> float:
     "Trapezoid area under y(x) for x running from high to low."
     return float(-np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))
@@ -214,7 +238,7 @@ def pr_curve(sweep:Sweep, # A sweep (from `sweep_thresholds`)
     return {'recall': rec, 'precision': prec, 'thresholds': sweep.thresholds,
             'auc': _area(np.r_[rec, 0.], np.r_[prec, 1.])}
 
-# %% ../nbs/api/07_thresholds.ipynb #28196e5c
+# %% ../nbs/api/07_thresholds.ipynb #fe3641dd
 TABLE_METRICS = ('accuracy', 'sensitivity', 'specificity', 'precision', 'iou', 'dice')
 
 class MetricTable:
@@ -237,28 +261,29 @@ class MetricTable:
         head, body = self._cells()
         return '\n'.join(['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)] + ['| ' + ' | '.join(b) + ' |' for b in body])
 
-# %% ../nbs/api/07_thresholds.ipynb #d81352f3
+# %% ../nbs/api/07_thresholds.ipynb #2d57b4e6
 def threshold_table(probs, # Probabilities B 1 H W [D]; an iterable of `(probs, target)` batches; or a dict split -> (probs, target)
                     target=None, # Binary target (not used with a dict or an iterable)
                     thresholds=(0.1, 0.3, 0.5, 0.7, 0.9), # The thresholds, rows of the table
                     metrics=TABLE_METRICS, # Columns, names from `segcourse.metrics.COUNT_METRICS`
                     average:str='micro', # "micro" (pixels pooled over the data set) or "mean" (per-image mean)
                     empty='match', # Empty-mask policy for per-image values
+                    case_id=None, # Case of each item, for `average="case"` (in a dict: a third tuple element)
                    ) -> MetricTable:
     "Metrics at a few thresholds, one row per threshold (and per split)."
     check_option('average', average, AVERAGES)
-    splits = probs if isinstance(probs, dict) else {None: (probs, target)}
+    splits = probs if isinstance(probs, dict) else {None: (probs, target, case_id)}
     rows = []
-    for name, (p, t) in splits.items():
-        sw = sweep_thresholds(p, t, thresholds, metrics, empty)
+    for name, data in splits.items():
+        sw = sweep_thresholds(*data[:2], thresholds, metrics, empty, case_id=data[2] if len(data) > 2 else None)
         for k, thr in enumerate(sw.thresholds):
             row = {} if name is None else {'split': name}
             row['threshold'] = float(thr)
-            row.update({m: float(getattr(sw, average)[m][k]) for m in metrics})
+            row.update({m: float(sw.values(average)[m][k]) for m in metrics})
             rows.append(row)
     return MetricTable(rows)
 
-# %% ../nbs/api/07_thresholds.ipynb #c9112b1b
+# %% ../nbs/api/07_thresholds.ipynb #f52d1703
 CRITERIA = ('gmean', 'youden', 'f1', 'dice', 'iou', 'sensitivity_at', 'cost')
 
 class ChosenThreshold(float):
@@ -275,10 +300,10 @@ def _argbest(values:np.ndarray) -> int:
     tied = np.flatnonzero(v == v.max())
     return int(tied[(len(tied) - 1) // 2])
 
-# %% ../nbs/api/07_thresholds.ipynb #79cfb767
+# %% ../nbs/api/07_thresholds.ipynb #54b3df8d
 def _criterion_values(sw:Sweep, criterion, average, min_sensitivity, fn_cost, fp_cost) -> np.ndarray:
     check_option('criterion', criterion, CRITERIA)
-    vals = getattr(sw, average)
+    vals = sw.values(average)
     if criterion == 'cost':
         return -(fn_cost * sw.counts.fn.double().numpy() + fp_cost * sw.counts.fp.double().numpy())
     if criterion == 'sensitivity_at':
@@ -298,45 +323,48 @@ def select_threshold(probs, # Probabilities B 1 H W [D], an iterable of `(probs,
                      min_sensitivity:float|None=None, # For `criterion="sensitivity_at"`
                      fn_cost:float=1.0, fp_cost:float=1.0, # For `criterion="cost"`: cost of a missed and a false pixel
                      empty='match', # Empty-mask policy for per-image values
+                     case_id=None, # Case of each item, for `average="case"`
                     ) -> ChosenThreshold:
     "The grid threshold that is best by `criterion` on this data (use a validation set)."
     check_option('average', average, AVERAGES)
-    sw = probs if isinstance(probs, Sweep) else sweep_thresholds(probs, target, thresholds, SWEEP_METRICS, empty)
+    sw = probs if isinstance(probs, Sweep) else sweep_thresholds(probs, target, thresholds, SWEEP_METRICS, empty, case_id)
     vals = _criterion_values(sw, criterion, average, min_sensitivity, fn_cost, fp_cost)
     k = _argbest(vals)
-    score = float(vals[k]) if criterion not in ('sensitivity_at', 'cost') else float(getattr(sw, average)['sensitivity'][k]) if criterion == 'sensitivity_at' else float(-vals[k])
+    score = float(vals[k]) if criterion not in ('sensitivity_at', 'cost') else float(sw.values(average)['sensitivity'][k]) if criterion == 'sensitivity_at' else float(-vals[k])
     return ChosenThreshold(float(sw.thresholds[k]), criterion, score, average, sw.fingerprint, sw.thresholds)
 
-# %% ../nbs/api/07_thresholds.ipynb #dfa206b8
+# %% ../nbs/api/07_thresholds.ipynb #bcbc3701
 def score_threshold(threshold:float, # A threshold, e.g. from `select_threshold`
                     probs, # Probabilities B 1 H W [D], or an iterable of `(probs, target)` batches
                     target=None, # Binary target
                     metrics=TABLE_METRICS, # Names from `segcourse.metrics.COUNT_METRICS`
                     average:str='micro', # "micro" or "mean"
                     empty='match', # Empty-mask policy for per-image values
+                    case_id=None, # Case of each item, for `average="case"`
                    ) -> dict:
     "Metrics at one threshold; warns if the threshold was chosen on this same data."
     check_option('average', average, AVERAGES)
     grid = threshold.grid if isinstance(threshold, ChosenThreshold) else np.array([float(threshold)])
-    sw = sweep_thresholds(probs, target, grid, tuple(dict.fromkeys(SWEEP_METRICS + tuple(metrics))), empty)
+    sw = sweep_thresholds(probs, target, grid, tuple(dict.fromkeys(SWEEP_METRICS + tuple(metrics))), empty, case_id)
     if isinstance(threshold, ChosenThreshold) and sw.fingerprint == threshold.fingerprint:
         warnings.warn(f"threshold {float(threshold):g} was chosen by {threshold.criterion!r} on this same data: the scores "
                       "are optimistic; choose it on a validation set and score it on a test set", UserWarning, stacklevel=2)
     k = int(np.abs(sw.thresholds - float(threshold)).argmin())
-    return {'threshold': float(threshold), **{m: float(getattr(sw, average)[m][k]) for m in metrics}}
+    return {'threshold': float(threshold), **{m: float(sw.values(average)[m][k]) for m in metrics}}
 
-# %% ../nbs/api/07_thresholds.ipynb #f5e1f07c
-def threshold_report(val, # `(probs, target)` of the validation set: the threshold is chosen here
-                     test, # `(probs, target)` of the test set: the threshold is applied here, unchanged
+# %% ../nbs/api/07_thresholds.ipynb #2021b5da
+def threshold_report(val, # `(probs, target[, case_id])` of the validation set: the threshold is chosen here
+                     test, # `(probs, target[, case_id])` of the test set: the threshold is applied here, unchanged
                      criteria=('youden', 'gmean', 'f1', 'iou'), # Criteria to compare, from `CRITERIA`
                      metrics=TABLE_METRICS, # Columns
                      thresholds=101, # Grid size on [0, 1], or the thresholds
-                     average:str='micro', # "micro" or "mean", for choosing and for scoring
+                     average:str='micro', # "micro", "mean" or "case", for choosing and for scoring
                      **kwargs, # `min_sensitivity`, `fn_cost`, `fp_cost`, `empty`
                     ) -> MetricTable:
     "Choose a threshold per criterion on `val`, apply it to `test`; one row per criterion and split."
     empty = kwargs.pop('empty', 'match')
-    sweeps = {name: sweep_thresholds(*data, thresholds=thresholds, metrics=tuple(dict.fromkeys(SWEEP_METRICS + tuple(metrics))), empty=empty)
+    names = tuple(dict.fromkeys(SWEEP_METRICS + tuple(metrics)))
+    sweeps = {name: sweep_thresholds(*data[:2], thresholds=thresholds, metrics=names, empty=empty, case_id=data[2] if len(data) > 2 else None)
               for name, data in (('val', val), ('test', test))}
     rows = []
     for crit in criteria:

@@ -174,3 +174,24 @@ def test_torch_path_equals_numpy_path():
         a = T._chunk_hist(p2.numpy(), t2.numpy(), thr_c.numpy(), params)
         b = T._chunk_hist(p2, t2, thr_c, params)
         assert torch.equal(a, b)
+
+
+def test_case_level_matches_accumulator():
+    from segcourse.accumulate import MetricAccumulator
+    p, t = _data(n=9, seed=6)
+    t[4] = False
+    cases = ['a', 'a', 'b', 'b', 'b', 'c', 'd', 'd', 'd']
+    sw = sweep_thresholds(p, t, case_id=cases)
+    streamed = sweep_thresholds([(p[:4], t[:4], cases[:4]), (p[4:], t[4:], cases[4:])])
+    assert sw.n_cases == 4 and streamed.n_cases == 4
+    for thr in (0.2, 0.5, 0.8):
+        acc = MetricAccumulator(('dice', 'sensitivity', 'gmean'), threshold=thr).update(p, t, case_id=cases)
+        for m in ('dice', 'sensitivity', 'gmean'):
+            assert sw.at(thr, 'case')[m] == pytest.approx(acc.compute('case')[m])
+            assert streamed.at(thr, 'case')[m] == pytest.approx(acc.compute('case')[m])
+    tab = threshold_table(p, t, average='case', case_id=cases)
+    assert tab.rows[2]['dice'] == pytest.approx(sw.at(0.5, 'case')['dice'])
+    thr = select_threshold(p, t, criterion='dice', average='case', case_id=cases)
+    assert sw.at(thr, 'case')['dice'] == pytest.approx(np.nanmax(sw.case['dice']))
+    with pytest.raises(ValueError, match="needs case ids"): sweep_thresholds(p, t).values('case')
+    with pytest.raises(ValueError, match="case_id has 2 entries"): sweep_thresholds(p, t, case_id=['a', 'b'])
