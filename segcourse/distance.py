@@ -175,7 +175,7 @@ def masd(pred, target, spacing=1.0, connectivity:int=1, threshold:float|None=Non
     "Mean average surface distance (mm): the mean of the two directed mean distances."
     return _one('masd', pred, target, spacing, connectivity, threshold, empty)
 
-def nsd(pred, target, tolerance:float=1.0, spacing=1.0, connectivity:int=1, threshold:float|None=None, empty='match'):
+def nsd(pred, target, spacing=1.0, tolerance:float=1.0, connectivity:int=1, threshold:float|None=None, empty='match'):
     "Normalized surface Dice: the fraction of both surfaces within `tolerance` mm of the other surface."
     return _one('nsd', pred, target, spacing, connectivity, threshold, empty, tolerance=tolerance)
 
