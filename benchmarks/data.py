@@ -114,7 +114,8 @@ def main():
     cores = a.workers
     print(f"DataLoader, {a.workers} workers, batch {a.batch} (load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores):")
     print(f"{'':34}{'items/s (wall)':>16}{'items/CPU-s':>13}{f'on {cores} own cores':>18}")
-    for name, (wall, per_cpu) in [('cached + geometric aug', geo_cached), ('cached + geometric + intensity', aug_cached), ('cached, no augmentation', plain_cached),
+    for name, (wall, per_cpu) in [('cached + geometric aug', geo_cached), ('cached + geometric + intensity', aug_cached),
+                                  ('cached, no augmentation', plain_cached),
                                   ('disk + augmentation', aug_disk), ('uint8 items, batch aug in main', u8_batched),
                                   ('empty float32 items', floor32), ('empty uint8 items', floor8)]:
         print(f"  {name:<32}{wall:>16.0f}{per_cpu:>13.0f}{per_cpu * cores:>18.0f}")

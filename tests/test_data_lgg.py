@@ -249,3 +249,16 @@ def test_item_info_reads_masks_only_and_matches_items(tiny):
     f = root/'TCGA_AA_0001_20000101'/'TCGA_AA_0001_20000101_3.tif'
     f.write_bytes(f.read_bytes()[:100])  # the image is broken, its mask is fine
     assert LGGDataset(root).item_info(2)['foreground_fraction'] == 3 / 64
+
+
+LGG_DEV = shared_data()/'lgg-dev'/'kaggle_3m'
+
+@pytest.mark.skipif(not LGG_DEV.is_dir(), reason=f"LGG development set not found (looked in {LGG_DEV})")
+def test_dev_set_figures_and_stratified_split():
+    ds = LGGDataset(LGG_DEV)
+    assert (len(ds.cases), len(ds)) == (39, 1303)
+    fg = np.array([ds.item_info(i)['foreground_fraction'] for i in range(len(ds))])  # masks only: quick
+    assert (fg > 0).sum() == 425 and abs(fg.mean() - 0.0081) < 0.0005  # data README
+    splits = split_by_case(ds, seed=0, stratify='lesion')
+    check_no_leakage(ds, splits)
+    assert [len(v) for v in split_cases(ds, splits).values()] == [27, 6, 6]  # 70/15/15 of 39, rounded per stratum
