@@ -155,38 +155,77 @@ def distance_metrics(pred, # Prediction: mask, or probabilities with `threshold`
         out[m] = _give_back(torch.tensor(v, dtype=torch.float64, device=items.pred.device), items)
     return out
 
-# %% ../nbs/api/06b_distance.ipynb #3da7fb0f
+# %% ../nbs/api/06b_distance.ipynb #c0198b03
 def _one(name, pred, target, spacing, connectivity, threshold, empty, **kw):
     return distance_metrics(pred, target, name, spacing, connectivity=connectivity, threshold=threshold, empty=empty, **kw)[name]
 
-def hausdorff(pred, target, spacing=1.0, connectivity:int=1, threshold:float|None=None, empty='match'):
+def hausdorff(pred, # Prediction: mask, or probabilities with `threshold`; (H,W), (D,H,W), B 1 H W [D]
+              target, # Binary target of the same shape
+              spacing=1.0, # Voxel size in mm: one number or one per spatial axis
+              connectivity:int=1, # Neighbourhood of the surface erosion
+              threshold:float|None=None, # Foreground is `pred >= threshold`; required for non-binary `pred`
+              empty='match', # Masks empty: "match" (0 / worst case), "nan" or a number
+             ):
     "Hausdorff distance (mm): the largest distance from a surface voxel of one mask to the other's surface."
     return _one('hausdorff', pred, target, spacing, connectivity, threshold, empty)
 
-def hd95(pred, target, spacing=1.0, method:str='pooled', percentile:float=95, connectivity:int=1, threshold:float|None=None, empty='match'):
-    "95th percentile Hausdorff distance (mm): `method='pooled'` (medpy) or `'max'` (MONAI)."
+def hd95(pred, # Prediction: mask, or probabilities with `threshold`; (H,W), (D,H,W), B 1 H W [D]
+         target, # Binary target of the same shape
+         spacing=1.0, # Voxel size in mm: one number or one per spatial axis
+         method:str='pooled', # "pooled": percentile of both directions together; "max": larger directed percentile
+         percentile:float=95, # The percentile
+         connectivity:int=1, # Neighbourhood of the surface erosion
+         threshold:float|None=None, # Foreground is `pred >= threshold`; required for non-binary `pred`
+         empty='match', # Masks empty: "match" (0 / worst case), "nan" or a number
+        ):
+    "95th percentile Hausdorff distance (mm): `method='pooled'` (medpy, default) or `'max'` (MONAI)."
     return _one('hd95', pred, target, spacing, connectivity, threshold, empty, method=method, percentile=percentile)
 
-def assd(pred, target, spacing=1.0, connectivity:int=1, threshold:float|None=None, empty='match'):
+# %% ../nbs/api/06b_distance.ipynb #2034ec14
+def assd(pred, # Prediction: mask, or probabilities with `threshold`; (H,W), (D,H,W), B 1 H W [D]
+         target, # Binary target of the same shape
+         spacing=1.0, # Voxel size in mm: one number or one per spatial axis
+         connectivity:int=1, # Neighbourhood of the surface erosion
+         threshold:float|None=None, # Foreground is `pred >= threshold`; required for non-binary `pred`
+         empty='match', # Masks empty: "match" (0 / worst case), "nan" or a number
+        ):
     "Average symmetric surface distance (mm): the mean of both directions' distances pooled (medpy's `assd`)."
     return _one('assd', pred, target, spacing, connectivity, threshold, empty)
 
-def masd(pred, target, spacing=1.0, connectivity:int=1, threshold:float|None=None, empty='match'):
+def masd(pred, # Prediction: mask, or probabilities with `threshold`; (H,W), (D,H,W), B 1 H W [D]
+         target, # Binary target of the same shape
+         spacing=1.0, # Voxel size in mm: one number or one per spatial axis
+         connectivity:int=1, # Neighbourhood of the surface erosion
+         threshold:float|None=None, # Foreground is `pred >= threshold`; required for non-binary `pred`
+         empty='match', # Masks empty: "match" (0 / worst case), "nan" or a number
+        ):
     "Mean average surface distance (mm): the mean of the two directed mean distances."
     return _one('masd', pred, target, spacing, connectivity, threshold, empty)
 
-def nsd(pred, target, spacing=1.0, tolerance:float=1.0, connectivity:int=1, threshold:float|None=None, empty='match'):
+def nsd(pred, # Prediction: mask, or probabilities with `threshold`; (H,W), (D,H,W), B 1 H W [D]
+        target, # Binary target of the same shape
+        spacing=1.0, # Voxel size in mm: one number or one per spatial axis
+        tolerance:float=1.0, # Surface voxels within this distance (mm) of the other surface count as correct
+        connectivity:int=1, # Neighbourhood of the surface erosion
+        threshold:float|None=None, # Foreground is `pred >= threshold`; required for non-binary `pred`
+        empty='match', # Masks empty: "match" (0 / worst case), "nan" or a number
+       ):
     "Normalized surface Dice: the fraction of both surfaces within `tolerance` mm of the other surface."
     return _one('nsd', pred, target, spacing, connectivity, threshold, empty, tolerance=tolerance)
 
-# %% ../nbs/api/06b_distance.ipynb #652a2274
+# %% ../nbs/api/06b_distance.ipynb #5f34b593
 def _mahalanobis_one(p, t, spacing):
     x, y = np.argwhere(p) * spacing, np.argwhere(t) * spacing
     cov = (len(x) * np.cov(x.T, bias=True).reshape(len(spacing), -1) + len(y) * np.cov(y.T, bias=True).reshape(len(spacing), -1)) / (len(x) + len(y))
     d = x.mean(0) - y.mean(0)
     return float(np.sqrt(max(d @ np.linalg.pinv(cov) @ d, 0.)))
 
-def mahalanobis(pred, target, spacing=1.0, threshold:float|None=None, empty='match'):
+def mahalanobis(pred, # Prediction: mask, or probabilities with `threshold`; (H,W), (D,H,W), B 1 H W [D]
+                target, # Binary target of the same shape
+                spacing=1.0, # Voxel size in mm: one number or one per spatial axis
+                threshold:float|None=None, # Foreground is `pred >= threshold`; required for non-binary `pred`
+                empty='match', # Masks empty: "match" (both 0, one inf), "nan" or a number
+               ):
     "Mahalanobis distance between the voxel coordinates of the two masks (pooled covariance)."
     empty = check_empty(empty)
     items, p, t, s = _numpy_items(pred, target, threshold, spacing)
