@@ -5,6 +5,7 @@
 # %% ../nbs/api/02a_readers.ipynb #2e3c349f
 from __future__ import annotations
 import os, warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -173,10 +174,11 @@ class FileDataset(Dataset):
         if self.cache: self._cache[i] = (image, np.packbits(masks), masks.shape)
         return image, masks
 
-    def preload(self) -> int:
+    def preload(self, threads:int=4, # Files decoded in parallel (Pillow releases the GIL while decoding)
+               ) -> int:
         "Read every item into the cache (turns caching on); return the bytes held."
         self.cache = True
-        for i in range(len(self)): self.raw(i)
+        with ThreadPoolExecutor(max(1, threads)) as pool: list(pool.map(self.raw, range(len(self))))
         return self.cache_nbytes
 
     def verify(self, on_error:str='raise', # "raise" at the first bad item, or "skip" it (reported in `.skipped`)

@@ -164,3 +164,17 @@ def test_batch_on_gpu():
     x, y = torch.rand(4, 3, 64, 64, device='cuda'), (torch.rand(4, 1, 64, 64, device='cuda') > 0.9).float()
     xa, ya = default_augmentation(seed=0, batch=True)(x, y)
     assert xa.device.type == 'cuda' and set(ya.unique().tolist()) <= {0., 1.}
+
+
+def test_pipeline_and_dataset_pickle_for_spawned_workers(tmp_path):
+    import pickle
+    from segcourse.lgg import LGGDataset, write_lgg_case
+    aug = default_augmentation(seed=0)
+    aug(torch.rand(1, 8, 8), torch.zeros(1, 8, 8))  # generator created and advanced
+    twin = pickle.loads(pickle.dumps(aug))
+    x = torch.rand(1, 16, 16)
+    assert torch.equal(aug(x, blob(0)[:, :16, :16])[0], twin(x, blob(0)[:, :16, :16])[0])  # same state, same draw
+    write_lgg_case(tmp_path, 'TCGA_XX_0001_20000101', np.zeros((2, 8, 8, 3), np.uint8), np.zeros((2, 8, 8)))
+    ds = LGGDataset(tmp_path, cache=True, transform=aug)
+    ds.preload()
+    assert len(pickle.loads(pickle.dumps(ds))) == 2
