@@ -58,3 +58,21 @@ def test_lessons_do_not_need_dev_tools():
     for nb in (NBS/'lessons').glob('*.ipynb'):
         src = '\n'.join(''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code')
         assert not re.search(r'^\s*(from|import)\s+(fastcore|nbdev)\b', src, re.M), f'{nb.name}: lessons run with `pip install segcourse` only'
+
+def _mixes_imports_and_code(src: str) -> bool:
+    import ast
+    try: tree = ast.parse('\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!'))))
+    except SyntaxError: return False
+    has_import = any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(tree))
+    has_code = any(isinstance(n, (ast.Expr, ast.Assign)) for n in ast.walk(tree))
+    return has_import and has_code
+
+@pytest.mark.parametrize('nb', [p for p in notebooks() if p.parent.name == 'api'], ids=lambda p: p.name)
+def test_api_import_cells_hold_only_imports(nb):
+    "nbdev's docs processing runs every cell with an import: such cells must not also compute or plot."
+    bad = []
+    for i, c in enumerate(json.loads(nb.read_text())['cells']):
+        src = ''.join(c['source'])
+        if c['cell_type'] != 'code' or re.search(r'^#\|\s*(export|exporti|exports|eval:\s*false)', src, re.M): continue
+        if _mixes_imports_and_code(src): bad.append(i)
+    assert not bad, f'{nb.name}: cells {bad} mix imports with other code (nbdev runs them when building docs); move the imports to an import cell'
