@@ -11,18 +11,18 @@ from .readers import FileDataset, FileProblem, read_image
 from .lgg import LGGDataset, case_volume, download_lgg, lgg_cases, write_lgg_case
 from .lidc import LIDCDataset, lidc_pickle_to_npz, load_lidc_npz, load_lidc_pickle, load_lidc_pngs
 from .folders import FolderDataset
-from .splits import (case_has_lesion, check_no_leakage, split_by_case, split_by_item, split_cases,
+from .splits import (CaseSubset, case_has_lesion, check_no_leakage, split_by_case, split_by_item, split_cases,
                               split_report, subsets)
 
 _all_ = ['PhantomDataset', 'foreground_stats', 'FileDataset', 'FileProblem', 'read_image', 'LGGDataset', 'case_volume',
          'download_lgg', 'lgg_cases', 'write_lgg_case', 'LIDCDataset', 'lidc_pickle_to_npz', 'load_lidc_npz',
-         'load_lidc_pickle', 'load_lidc_pngs', 'FolderDataset', 'case_has_lesion', 'check_no_leakage', 'split_by_case',
+         'load_lidc_pickle', 'load_lidc_pngs', 'FolderDataset', 'CaseSubset', 'case_has_lesion', 'check_no_leakage', 'split_by_case',
          'split_by_item', 'split_cases', 'split_report', 'subsets']
 
 # %% auto #0
 __all__ = ['DATASETS', 'get_dataset', 'PhantomDataset', 'foreground_stats', 'FileDataset', 'FileProblem', 'read_image',
            'LGGDataset', 'case_volume', 'download_lgg', 'lgg_cases', 'write_lgg_case', 'LIDCDataset',
-           'lidc_pickle_to_npz', 'load_lidc_npz', 'load_lidc_pickle', 'load_lidc_pngs', 'FolderDataset',
+           'lidc_pickle_to_npz', 'load_lidc_npz', 'load_lidc_pickle', 'load_lidc_pngs', 'FolderDataset', 'CaseSubset',
            'case_has_lesion', 'check_no_leakage', 'split_by_case', 'split_by_item', 'split_cases', 'split_report',
            'subsets']
 

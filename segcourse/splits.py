@@ -13,7 +13,7 @@ from .core import check_option
 
 # %% auto #0
 __all__ = ['SPLIT_NAMES', 'case_has_lesion', 'split_by_case', 'split_cases', 'check_no_leakage', 'split_by_item', 'SplitReport',
-           'split_report', 'subsets']
+           'split_report', 'CaseSubset', 'subsets']
 
 # %% ../nbs/api/02e_splits.ipynb #21b82ccb
 SPLIT_NAMES = ('train', 'val', 'test')
@@ -131,6 +131,14 @@ def split_report(ds, # A dataset with `case_ids` and `item_info`
                          lesion_items=float((fg > 0).mean()) if len(fg) else 0., foreground_fraction=float(fg.mean()) if len(fg) else 0.)
     return out
 
+class CaseSubset(Subset):
+    "A `Subset` that keeps the data set's `case_ids` and `item_info`, so it can be split, reported and sampled again."
+    @property
+    def case_ids(self) -> list:
+        ids = _case_ids(self.dataset)
+        return [ids[i] for i in self.indices]
+    def item_info(self, i:int) -> dict: return self.dataset.item_info(self.indices[i])
+
 def subsets(ds, splits:dict) -> dict:
-    "`{name: Subset(ds, indices)}` for each split."
-    return {name: Subset(ds, list(idx)) for name, idx in splits.items()}
+    "`{name: CaseSubset(ds, indices)}` for each split."
+    return {name: CaseSubset(ds, list(idx)) for name, idx in splits.items()}
