@@ -21,7 +21,7 @@ __all__ = ['EMPTY_POLICIES', 'COUNT_METRICS', 'dice', 'iou', 'sensitivity', 'spe
 
 # %% ../nbs/api/06a_metrics.ipynb #9ba74f2c
 def _to_tensor(x, name:str) -> tuple[torch.Tensor, bool]:
-    if isinstance(x, torch.Tensor): return x, False
+    if isinstance(x, torch.Tensor): return x.detach(), False  # metrics are never differentiated
     if isinstance(x, (np.ndarray, list, tuple, bool, int, float, np.generic)):
         a = np.asarray(x)
         if a.dtype == object: raise TypeError(f"{name} must be a numeric array, got dtype object")

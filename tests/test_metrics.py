@@ -220,3 +220,15 @@ def test_get_metric_and_lazy_distance_names():
     from segcourse import distance
     assert hd95 is distance.hd95 and nsd is distance.nsd
     with pytest.raises(AttributeError, match="no attribute 'hd99'"): M.hd99
+
+
+def test_inputs_that_require_grad():
+    "Model outputs straight from a forward pass (requires_grad) are accepted everywhere."
+    from segcourse.thresholds import sweep_thresholds
+    from segcourse.distance import hd95
+    logits = torch.randn(2, 1, 6, 6, requires_grad=True)
+    probs = torch.sigmoid(logits); target = torch.rand(2, 1, 6, 6) > 0.5
+    assert M.dice(probs, target, threshold=0.5).shape == (2,)
+    assert M.roc_auc(probs, target).requires_grad is False
+    assert sweep_thresholds(probs, target).micro['dice'].shape == (101,)
+    assert hd95(probs, target, threshold=0.5).shape == (2,)
