@@ -171,7 +171,7 @@ LGG_HOWTO = (f"To get the LGG data: (1) pip install kagglehub; (2) make a Kaggle
              f"(3) call download_lgg() again. Or download https://www.kaggle.com/datasets/{LGG_KAGGLE} by hand, "
              "unzip it and pass the kaggle_3m folder to LGGDataset.")
 
-def download_lgg(dest:str|os.PathLike|None=None, # Where to put it; default `data_root()/"lgg"`
+def download_lgg(dest:str|os.PathLike|None=None, # Where to look first and where the Kaggle API unzips; default `data_root()/"lgg"`
                 ) -> Path:
     "Download the Kaggle LGG data set if needed (kagglehub or Kaggle API); return its `kaggle_3m` folder."
     dest = Path(dest) if dest is not None else data_root()/'lgg'
