@@ -52,7 +52,7 @@ def update(self, pred, # Predictions B 1 H W [D] (or one item): masks, probabili
            case_id=None, # One id for the batch, one per item, or None (each item its own case)
           ):
     "Add a batch; returns `self`."
-    if self.from_logits: pred = torch.sigmoid(torch.as_tensor(pred).float())
+    if self.from_logits: pred = torch.sigmoid(torch.as_tensor(pred).detach().float())
     items = as_items(pred, target, self.threshold)
     c = _counts(items.pred, items.target)
     self._counts.append(torch.stack(list(c), 1))
