@@ -62,9 +62,13 @@ def lesion_counts(pred, # Prediction: mask, or probabilities with `threshold`; (
     rows, items = _lesion_rows(pred, target, min_overlap, connectivity, min_size, threshold)
     return {k: _give_back(rows[:, j], items) for j, k in enumerate(('lesions', 'detected', 'predicted', 'false_positives'))}
 
-# %% ../nbs/api/06d_lesions.ipynb #f99340fb
-def lesion_metrics(pred, target, # As in `lesion_counts`
-                   min_overlap:float=0.0, connectivity:int|None=None, min_size:int=1, threshold:float|None=None,
+# %% ../nbs/api/06d_lesions.ipynb #7d79a85e
+def lesion_metrics(pred, # Prediction: mask, or probabilities with `threshold`; (H,W), (D,H,W), B 1 H W [D]
+                   target, # Binary target of the same shape
+                   min_overlap:float=0.0, # A lesion counts as found when more than this fraction of it is covered
+                   connectivity:int|None=None, # Component connectivity, 1 to ndim (default: full)
+                   min_size:int=1, # Components smaller than this (voxels) are ignored in both masks
+                   threshold:float|None=None, # Foreground is `pred >= threshold`; required for non-binary `pred`
                    empty='match', # Empty-mask policy: "match", "nan" or a number
                    micro:bool=False, # Sum the counts over items first (data-set level)
                   ) -> dict:
