@@ -4,21 +4,27 @@
 
 # %% ../nbs/api/08_train.ipynb #31949b83
 from __future__ import annotations
-import time
+import json, math, time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, WeightedRandomSampler
 from tqdm.auto import tqdm
 
 from .core import check_option, get_device, seed_everything
-from .losses import get_loss
-from .metrics import Confusion, confusion
+from .losses import DeepSupervisionLoss, get_loss
+from .metrics import summarize
+from .accumulate import MetricAccumulator
+from .optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_scheduler
+from .checkpoint import load_checkpoint, load_weights, save_checkpoint, save_history, set_rng_states, atomic_write_text
+from .distributed import gather_objects, get_world_size, is_distributed, is_main, local_device, mean_over_ranks, shard, wrap_ddp, barrier
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'lesion_sampler', 'make_loader', 'train_one_epoch', 'predict', 'evaluate',
-           'init_output_prior', 'fit']
+__all__ = ['VAL_METRICS', 'AMP_MODES', 'lesion_sampler', 'make_loader', 'dataset_case_ids', 'train_one_epoch', 'predict',
+           'validate', 'validation_metrics', 'evaluate', 'init_output_prior', 'amp_setup', 'merge_accumulators',
+           'history_keys', 'fit']
 
 # %% ../nbs/api/08_train.ipynb #c7a89f4c
 def lesion_sampler(ds:Dataset, # A segcourse data set (with `item_info`)
@@ -46,26 +52,57 @@ def make_loader(ds:Dataset, batch_size:int=16, # Items per batch
                       num_workers=num_workers, pin_memory=torch.cuda.is_available(),
                       generator=torch.Generator().manual_seed(seed), persistent_workers=num_workers > 0)
 
-# %% ../nbs/api/08_train.ipynb #2742da88
+# %% ../nbs/api/08_train.ipynb #646dc2c9
+def dataset_case_ids(ds:Dataset) -> list:
+    "One case id per item of `ds` (its index when the data set has no `case_ids`)."
+    if isinstance(ds, Subset): return [dataset_case_ids(ds.dataset)[i] for i in ds.indices]
+    ids = getattr(ds, 'case_ids', None)
+    return list(ids) if ids is not None else list(range(len(ds)))
+
+# %% ../nbs/api/08_train.ipynb #a38e3119
+def _backward_step(loss, optimizer, scaler=None, grad_clip=None):
+    "Backward pass and optimizer step, with loss scaling (float16) and gradient-norm clipping when asked."
+    if scaler is not None: loss = scaler.scale(loss)
+    loss.backward()
+    if grad_clip:
+        if scaler is not None: scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g['params']], grad_clip)
+    if scaler is not None: scaler.step(optimizer); scaler.update()
+    else: optimizer.step()
+
+def _to_device(x, device, channels_last=False):
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
+
+# %% ../nbs/api/08_train.ipynb #85f0247d
 def train_one_epoch(model:nn.Module, loader:DataLoader, loss_fn:nn.Module,
                     optimizer:torch.optim.Optimizer, device:torch.device|str='cpu',
                     scheduler=None, # A per-step LR scheduler, or None
                     progress:bool=True, # Show a progress bar
+                    amp_dtype:torch.dtype|None=None, # `torch.bfloat16` or `torch.float16` for mixed precision
+                    scaler=None, # A `torch.amp.GradScaler` (float16 only)
+                    grad_clip:float|None=None, # Clip the gradient norm to this value
+                    channels_last:bool=False, # Feed images in channels-last memory format
+                    augment=None, # Batch transform `(x, y) -> (x, y)` applied on the device
                    ) -> float:
     "Train `model` for one pass over `loader`; return the mean training loss."
     model.train()
+    device_type = torch.device(device).type
     total, count = torch.zeros((), device=device), 0
     for x, y in tqdm(loader, desc='train', leave=False, disable=not progress):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss = loss_fn(model(x), y)
+        x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
+        if augment is not None: x, y = augment(x, y)
+        with torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss = loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        _backward_step(loss, optimizer, scaler, grad_clip)
         if scheduler is not None: scheduler.step()
-        total += loss.detach() * len(x); count += len(x)
+        total += loss.detach().float() * len(x); count += len(x)
     return (total / max(count, 1)).item()  # one host sync per epoch, not per step
 
-# %% ../nbs/api/08_train.ipynb #b1a6e736
+# %% ../nbs/api/08_train.ipynb #f3f96af4
+def _main_output(out): return out[0] if isinstance(out, (list, tuple)) else out
+
 @torch.inference_mode()
 def predict(model:nn.Module, data, # A data set of `(image, mask)` items or a loader
             batch_size:int=16, device:torch.device|str|None=None, progress:bool=False) -> torch.Tensor:
@@ -73,73 +110,229 @@ def predict(model:nn.Module, data, # A data set of `(image, mask)` items or a lo
     device = torch.device(device) if device is not None else next(model.parameters()).device
     loader = data if isinstance(data, DataLoader) else make_loader(data, batch_size)
     model.eval()
-    return torch.cat([torch.sigmoid(model(x.to(device))).float().cpu()
+    return torch.cat([torch.sigmoid(_main_output(model(x.to(device)))).float().cpu()
                       for x, *_ in tqdm(loader, desc='predict', leave=False, disable=not progress)])
 
+# %% ../nbs/api/08_train.ipynb #ccf7797c
+VAL_METRICS = ('dice', 'sensitivity', 'specificity')
+
 @torch.inference_mode()
-def evaluate(model:nn.Module, loader:DataLoader, loss_fn:nn.Module|None=None,
-             device:torch.device|str='cpu', threshold:float=0.5) -> dict:
-    "Mean loss and micro Dice, sensitivity and specificity of `model` on `loader` at `threshold`."
+def validate(model:nn.Module, loader:DataLoader, loss_fn:nn.Module|None=None, device:torch.device|str='cpu',
+             threshold:float=0.5, # Foreground is `probability >= threshold`
+             case_ids:list|None=None, # One per item of the loader, in order; default from its data set
+             channels_last:bool=False) -> tuple:
+    "`(accumulator, loss sum or None, items)` of `model` over `loader`, without gradients."
     model.eval()
-    loss_sum, n, counts = 0.0, 0, torch.zeros(4, dtype=torch.float64)
+    case_ids = dataset_case_ids(loader.dataset) if case_ids is None else list(case_ids)
+    acc = MetricAccumulator(VAL_METRICS, threshold=threshold, from_logits=True)
+    loss_sum, n = torch.zeros((), dtype=torch.float64, device=device), 0
     for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        logits = model(x)
-        if loss_fn is not None: loss_sum += loss_fn(logits, y).item() * len(x)
-        c = confusion(torch.sigmoid(logits).float(), y > 0.5, threshold=threshold)
-        counts += torch.stack([v.double().sum().cpu() for v in c]); n += len(x)
-    tp, fp, fn, tn = counts.tolist()
-    out = dict(dice=2*tp/(2*tp + fp + fn) if tp + fp + fn else 1.0,
-               sensitivity=tp/(tp + fn) if tp + fn else 1.0, specificity=tn/(tn + fp) if tn + fp else 1.0)
-    if loss_fn is not None: out = dict(loss=loss_sum/max(n, 1), **out)
+        x, y = _to_device(x, device, channels_last), y.to(device)
+        logits = _main_output(model(x))
+        if loss_fn is not None: loss_sum += loss_fn(logits, y).double() * len(x)
+        acc.update(logits.float(), y > 0.5, case_id=case_ids[n:n + len(x)]); n += len(x)
+    return acc, float(loss_sum) if loss_fn is not None else None, n
+
+def validation_metrics(acc:MetricAccumulator, loss_sum:float|None=None, n:int=0,
+                       detailed:bool=False, # Also Dice per slice and per case, mean and median
+                      ) -> dict:
+    "Loss, micro Dice, sensitivity and specificity (and per-slice and per-case Dice) from `validate`'s output."
+    out = dict(loss=loss_sum / max(n, 1)) if loss_sum is not None else {}
+    out.update(acc.compute('micro'))
+    if detailed:
+        for level in ('slice', 'case'):
+            s = summarize(acc.compute(level, 'none')['dice'])
+            out.update({f'dice_{level}_mean': s['mean'], f'dice_{level}_median': s['median']})
     return out
 
-# %% ../nbs/api/08_train.ipynb #26f5cf32
-def init_output_prior(model:nn.Module, # A model whose final convolution is `model.head`
+def evaluate(model:nn.Module, loader:DataLoader, loss_fn:nn.Module|None=None,
+             device:torch.device|str='cpu', threshold:float=0.5, detailed:bool=False) -> dict:
+    "Mean loss and micro Dice, sensitivity and specificity of `model` on `loader` at `threshold` (and more if `detailed`)."
+    acc, loss_sum, n = validate(model, loader, loss_fn, device, threshold)
+    return validation_metrics(acc, loss_sum, n, detailed)
+
+# %% ../nbs/api/08_train.ipynb #b3ed4363
+def init_output_prior(model:nn.Module, # A model whose final convolution is `model.head` (or each of `model.heads`)
                       prior:float, # Expected foreground probability, e.g. 0.01
                      ) -> nn.Module:
-    "Set the bias of `model.head` so that the initial predicted probability is `prior`."
+    "Set the bias of the output layer(s) so that the initial predicted probability is `prior`."
     if not 0 < prior < 1: raise ValueError(f"prior must be in (0, 1), got {prior}")
-    head = getattr(model, 'head', None)
-    if head is None or getattr(head, 'bias', None) is None:
+    heads = getattr(model, 'heads', None) or [getattr(model, 'head', None)]
+    if any(h is None or getattr(h, 'bias', None) is None for h in heads):
         raise ValueError(f"{type(model).__name__} has no `head` layer with a bias to initialise")
-    with torch.no_grad(): head.bias.fill_(float(np.log(prior/(1 - prior))))
+    with torch.no_grad():
+        for h in heads: h.bias.fill_(float(np.log(prior/(1 - prior))))
     return model
 
-# %% ../nbs/api/08_train.ipynb #fbfdecb5
-OPTIMIZERS = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW,
-              'sgd': lambda params, lr, weight_decay: torch.optim.SGD(params, lr, momentum=0.9, weight_decay=weight_decay)}
-SCHEDULES = ('constant', 'onecycle')
+# %% ../nbs/api/08_train.ipynb #2486ffce
+AMP_MODES = ('bf16', 'fp16')
 
+def amp_setup(amp:bool|str, # False, True/"auto" (bf16 if supported, else fp16), "bf16" or "fp16"
+              device:torch.device|str) -> tuple:
+    "`(autocast dtype or None, GradScaler or None)` for `amp` on `device`; off unless on CUDA."
+    if isinstance(amp, str) and amp != 'auto': check_option('amp', amp, AMP_MODES)
+    if not amp or torch.device(device).type != 'cuda': return None, None
+    if amp is True or amp == 'auto': amp = 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
+    return (torch.bfloat16, None) if amp == 'bf16' else (torch.float16, torch.amp.GradScaler('cuda'))
+
+# %% ../nbs/api/08_train.ipynb #399457ba
+def _loss_module(loss, model:nn.Module) -> nn.Module:
+    fn = get_loss(loss) if isinstance(loss, str) else loss
+    if getattr(model, 'deep_supervision', False) and not isinstance(fn, DeepSupervisionLoss): fn = DeepSupervisionLoss(fn)
+    return fn
+
+def _train_loader(data, batch_size, lesion_share, num_workers, seed) -> DataLoader:
+    if is_distributed():
+        if lesion_share: raise ValueError("lesion_share is not supported with several processes yet; pass lesion_share=None")
+        sampler = DistributedSampler(data, shuffle=True, seed=seed)
+    else: sampler = lesion_sampler(data, lesion_share, seed=seed) if lesion_share else None
+    return make_loader(data, batch_size, shuffle=True, sampler=sampler, num_workers=num_workers, seed=seed)
+
+def _val_loader(data, batch_size, num_workers) -> tuple:
+    "This process's block of the validation items, and their case ids."
+    if data is None: return None, None
+    ids, block = dataset_case_ids(data), list(shard(len(data)))
+    part = data if len(block) == len(data) else Subset(data, block)
+    return make_loader(part, batch_size, num_workers=num_workers), [ids[i] for i in block]
+
+def _loader_generators(loader:DataLoader) -> dict:
+    "The random generators that decide the order of the training items (saved in checkpoints)."
+    return {'loader': loader.generator, 'sampler': getattr(loader.sampler, 'generator', None)}
+
+# %% ../nbs/api/08_train.ipynb #75e9f3b8
+def merge_accumulators(accs:list) -> MetricAccumulator:
+    "One `MetricAccumulator` holding the items of `accs` in order (made with explicit case ids)."
+    out = MetricAccumulator(accs[0].metrics, accs[0].threshold, accs[0].from_logits, accs[0].empty)
+    for a in accs:
+        out._counts += [c.cpu() for c in a._counts]; out._cases += a._cases
+    return out
+
+def _validate_everywhere(model, loader, case_ids, loss_fn, device, threshold, channels_last, detailed) -> dict:
+    acc, loss_sum, n = validate(model, loader, loss_fn, device, threshold, case_ids, channels_last)
+    if is_distributed():
+        parts = gather_objects((merge_accumulators([acc]), loss_sum, n))
+        acc, n = merge_accumulators([p[0] for p in parts]), sum(p[2] for p in parts)
+        loss_sum = sum(p[1] for p in parts) if loss_sum is not None else None
+    return {f'val_{k}': v for k, v in validation_metrics(acc, loss_sum, n, detailed).items()}
+
+# %% ../nbs/api/08_train.ipynb #f49bf430
+def history_keys(has_val:bool, detailed:bool=False) -> list[str]:
+    "The metric names of a history row (besides `epoch` and `seconds`)."
+    keys = ['train_loss'] + (['lr'] if detailed else [])
+    if has_val: keys += ['val_loss'] + [f'val_{m}' for m in VAL_METRICS]
+    if has_val and detailed: keys += [f'val_dice_{l}_{s}' for l in ('slice', 'case') for s in ('mean', 'median')]
+    return keys
+
+def _monitor(monitor, has_val, detailed) -> tuple:
+    if monitor is None: monitor = ('val_dice_case_mean' if detailed else 'val_dice') if has_val else 'train_loss'
+    check_option('monitor', monitor, history_keys(has_val, detailed))
+    return monitor, ('min' if monitor.endswith('loss') else 'max')
+
+def _improved(value:float, best:float|None, mode:str) -> bool:
+    if value is None or math.isnan(value): return False
+    return best is None or (value > best if mode == 'max' else value < best)
+
+# %% ../nbs/api/08_train.ipynb #6a442395
+def _resume(path, model, optimizer, scheduler, scaler, generators:dict) -> tuple:
+    "Restore a run from checkpoint `path`; return `(history, best, best_epoch, next epoch)`."
+    ckpt = load_checkpoint(path)
+    load_weights(model, ckpt)
+    if ckpt['optimizer'] is not None: optimizer.load_state_dict(ckpt['optimizer'])
+    if scheduler is not None and ckpt['scheduler'] is not None: scheduler.load_state_dict(ckpt['scheduler'])
+    if scaler is not None and ckpt['scaler']: scaler.load_state_dict(ckpt['scaler'])
+    set_rng_states(ckpt['rng'], generators)
+    return ckpt['history'], ckpt.get('best'), ckpt.get('best_epoch'), ckpt['epoch'] + 1
+
+def _plain_args(args:dict) -> dict:
+    "The arguments of `fit` that are plain values (numbers, strings, lists), for `config.json`."
+    ok = lambda v: v is None or isinstance(v, (bool, int, float, str)) or (isinstance(v, (list, tuple)) and all(ok(x) for x in v))
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in args.items() if ok(v)}
+
+def _tensorboard(out, enabled:bool):
+    if not enabled or not is_main(): return None
+    try: from torch.utils.tensorboard import SummaryWriter
+    except ImportError: raise RuntimeError("tensorboard=True needs the tensorboard package: pip install tensorboard") from None
+    return SummaryWriter(str(Path(out or 'runs')/'tensorboard'))
+
+# %% ../nbs/api/08_train.ipynb #83c6b736
+def _write_epoch(out, improved, net, opt, sched, scaler, history, state:dict, model_spec, config, generators):
+    out = Path(out)
+    kw = dict(epoch=history[-1]['epoch'], history=history, model_spec=model_spec, config=config, generators=generators, **state)
+    save_checkpoint(out/'last.pt', net, opt, sched, scaler, **kw)
+    if improved: save_checkpoint(out/'best.pt', net, opt, sched, scaler, **kw)
+    save_history(history, out)
+
+# %% ../nbs/api/08_train.ipynb #b4e34d44
 def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
         loss:str|nn.Module='dice_bce', # A loss name for `get_loss`, or a loss module
-        epochs:int=5, batch_size:int=16, lr:float=1e-3, weight_decay:float=0.0,
-        optimizer:str='adam', # "adam", "adamw" or "sgd" (momentum 0.9)
-        schedule:str='constant', # "constant" or "onecycle" (warm-up then cosine decay, per step)
+        epochs:int=5, batch_size:int=16, # Batch size per process
+        lr:float=1e-3, weight_decay:float=0.0,
+        optimizer:str='adam', # "adam", "adamw" or "sgd" (with `momentum`)
+        schedule:str='constant', # One of `segcourse.optim.SCHEDULES`: constant, onecycle, cosine, poly, warmup, plateau
         lesion_share:float|None=None, # Oversample lesion slices to this share of each epoch; None: plain shuffling
         output_prior:float|None=None, # Initialise the output bias to this foreground probability (`init_output_prior`)
         device:torch.device|str|None=None, seed:int=0, num_workers:int=0,
         progress:bool=True, # Progress bars
+        momentum:float=0.9, # SGD momentum
+        warmup_epochs:float=0.0, # Linear warm-up of the learning rate (constant, warmup, cosine, poly)
+        amp:bool|str=False, # Mixed precision on CUDA: True/"auto", "bf16" or "fp16"
+        channels_last:bool=False, # Channels-last memory format (faster convolutions on recent GPUs)
+        grad_clip:float|None=None, # Clip the gradient norm to this value
+        augment=None, # Batch transform `(x, y) -> (x, y)` run on the device
+        detailed:bool=False, # Record the learning rate and Dice per slice and per case (mean and median)
+        monitor:str|None=None, # Metric for best.pt, plateau and early stopping; default val_dice_case_mean (detailed), val_dice, or train_loss
+        patience:int|None=None, # Stop after this many epochs without improvement of `monitor`
+        threshold:float=0.5, # Probability threshold of the validation metrics
+        out:str|Path|None=None, # Folder for last.pt, best.pt, history.json/.csv and config.json
+        resume:str|Path|None=None, # A checkpoint (e.g. out/last.pt) to continue from
+        model_spec:dict|None=None, # `{"name": ..., "kwargs": {...}}` to rebuild the model with `get_model`; saved
+        config:dict|None=None, # The caller's run configuration (plain values); saved
+        tensorboard:bool=False, # Log scalars to out/tensorboard (needs the tensorboard package)
+        deterministic:bool=False, # Ask torch for deterministic kernels
        ) -> list[dict]:
     "Train `model` on `train_data`, evaluating on `val_data` after each epoch; return the history."
+    fit_args = _plain_args(dict(locals(), loss=loss if isinstance(loss, str) else type(loss).__name__))
     if epochs < 1: raise ValueError(f"epochs must be at least 1, got {epochs}")
     check_option('optimizer', optimizer, OPTIMIZERS); check_option('schedule', schedule, SCHEDULES)
-    seed_everything(seed)
-    device = get_device(device) if not isinstance(device, torch.device) else device
+    monitor, mode = _monitor(monitor, val_data is not None, detailed)
+    seed_everything(seed, deterministic)
+    device = local_device(get_device(device) if not isinstance(device, torch.device) else device)
     if output_prior is not None: init_output_prior(model, output_prior)
-    model.to(device)
-    loss_fn = get_loss(loss) if isinstance(loss, str) else loss
-    sampler = lesion_sampler(train_data, lesion_share, seed=seed) if lesion_share else None
-    train_loader = make_loader(train_data, batch_size, shuffle=True, sampler=sampler, num_workers=num_workers, seed=seed)
-    val_loader = make_loader(val_data, batch_size, num_workers=num_workers) if val_data is not None else None
-    opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs*len(train_loader), pct_start=0.2)
-             if schedule == 'onecycle' else None)
-    history = []
-    for epoch in tqdm(range(1, epochs + 1), desc='epochs', disable=not progress):
-        start = time.perf_counter()
-        row = dict(epoch=epoch, train_loss=train_one_epoch(model, train_loader, loss_fn, opt, device, sched, progress))
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    loss_fn = _loss_module(loss, model)
+    train_loader = _train_loader(train_data, batch_size, lesion_share, num_workers, seed)
+    val_loader, val_ids = _val_loader(val_data, batch_size, num_workers)
+    opt = make_optimizer(model.parameters(), optimizer, lr, weight_decay, momentum)
+    sched, per_step = make_scheduler(opt, schedule, epochs, len(train_loader), warmup_epochs, plateau_mode=mode)
+    amp_dtype, scaler = amp_setup(amp, device)
+    net, generators = wrap_ddp(model, device), _loader_generators(train_loader)
+    history, best, best_epoch, start = [], None, None, 1
+    if resume is not None: history, best, best_epoch, start = _resume(resume, model, opt, sched, scaler, generators)
+    main = is_main()
+    if out is not None and main:
+        atomic_write_text(json.dumps(dict(fit=fit_args, model=model_spec, run=config), indent=1), Path(out)/'config.json')
+    writer = _tensorboard(out, tensorboard)
+    bar = tqdm(range(start, epochs + 1), desc='epochs', disable=not (progress and main), initial=start - 1, total=epochs)
+    for epoch in bar:
+        if patience is not None and best_epoch is not None and epoch - 1 - best_epoch >= patience: break
+        begin = time.perf_counter()
+        if isinstance(train_loader.sampler, DistributedSampler): train_loader.sampler.set_epoch(epoch)
+        train_loss = train_one_epoch(net, train_loader, loss_fn, opt, device, sched if per_step else None,
+                                     progress and main, amp_dtype, scaler, grad_clip, channels_last, augment)
+        row = dict(epoch=epoch, train_loss=mean_over_ranks(train_loss, len(train_loader.sampler)))
+        if detailed: row['lr'] = opt.param_groups[0]['lr']
         if val_loader is not None:
-            row.update({f'val_{k}': v for k, v in evaluate(model, val_loader, loss_fn, device).items()})
-        history.append(dict(row, seconds=time.perf_counter() - start))
+            row.update(_validate_everywhere(net, val_loader, val_ids, loss_fn, device, threshold, channels_last, detailed))
+        if sched is not None and not per_step: sched.step(row[monitor])
+        history.append(dict(row, seconds=time.perf_counter() - begin))
+        improved = _improved(row[monitor], best, mode)
+        if improved: best, best_epoch = row[monitor], epoch
+        bar.set_postfix({k: f'{v:.4f}' for k, v in row.items() if k in ('train_loss', monitor)})
+        if writer is not None:
+            for k, v in row.items(): writer.add_scalar(k, v, epoch)
+        if out is not None and main:
+            _write_epoch(out, improved, net, opt, sched, scaler, history, dict(best=best, best_epoch=best_epoch, monitor=monitor),
+                         model_spec, config, generators)
+        barrier()
+    if writer is not None: writer.close()
     return history
