@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 
 from .core import check_option
-from .loss_base import REDUCTIONS, LossModule, loss_module, prepare_inputs, reduce_loss, safe_pow
+from .loss_base import REDUCTIONS, LossModule, loss_module
 from .distribution_losses import (bce_loss, weighted_bce_loss, balanced_bce_loss, focal_loss,
                                            BCELoss, WeightedBCELoss, BalancedBCELoss, FocalLoss)
 from .region_losses import (soft_dice_loss, log_cosh_dice_loss, iou_loss, tversky_loss, focal_tversky_loss,
-                                     sensitivity_specificity_loss, generalised_dice_loss, soft_counts,
+                                     sensitivity_specificity_loss, generalised_dice_loss,
                                      DiceLoss, LogCoshDiceLoss, IoULoss, TverskyLoss, FocalTverskyLoss,
                                      SensitivitySpecificityLoss, GeneralisedDiceLoss)
 from .boundary_losses import (shape_aware_loss, boundary_loss, hausdorff_dt_loss, distance_maps,
@@ -29,8 +29,8 @@ __all__ = ['LOSSES', 'TARGET_RESIZE', 'get_loss', 'DeepSupervisionLoss', 'bce_lo
            'hausdorff_dt_loss', 'dice_bce_loss', 'combo_loss', 'exp_log_loss', 'BCELoss', 'WeightedBCELoss',
            'BalancedBCELoss', 'FocalLoss', 'DiceLoss', 'LogCoshDiceLoss', 'IoULoss', 'TverskyLoss', 'FocalTverskyLoss',
            'SensitivitySpecificityLoss', 'GeneralisedDiceLoss', 'ShapeAwareLoss', 'BoundaryLoss', 'HausdorffDTLoss',
-           'DiceBCELoss', 'ComboLoss', 'ExpLogLoss', 'distance_maps', 'DistanceMapCache', 'REDUCTIONS', 'LossModule',
-           'loss_module']
+           'DiceBCELoss', 'ComboLoss', 'ExpLogLoss', 'distance_maps', 'signed_distance_map', 'contour_distance_map',
+           'DistanceMapCache', 'REDUCTIONS', 'LossModule', 'loss_module']
 
 # %% ../nbs/api/05f_losses.ipynb #68de24b6
 _all_ = ['bce_loss', 'weighted_bce_loss', 'balanced_bce_loss', 'focal_loss', 'soft_dice_loss', 'log_cosh_dice_loss',
@@ -39,7 +39,8 @@ _all_ = ['bce_loss', 'weighted_bce_loss', 'balanced_bce_loss', 'focal_loss', 'so
          'BCELoss', 'WeightedBCELoss', 'BalancedBCELoss', 'FocalLoss', 'DiceLoss', 'LogCoshDiceLoss', 'IoULoss',
          'TverskyLoss', 'FocalTverskyLoss', 'SensitivitySpecificityLoss', 'GeneralisedDiceLoss', 'ShapeAwareLoss',
          'BoundaryLoss', 'HausdorffDTLoss', 'DiceBCELoss', 'ComboLoss', 'ExpLogLoss',
-         'distance_maps', 'DistanceMapCache', 'REDUCTIONS', 'LossModule', 'loss_module']
+         'distance_maps', 'signed_distance_map', 'contour_distance_map', 'DistanceMapCache',
+         'REDUCTIONS', 'LossModule', 'loss_module']
 
 # %% ../nbs/api/05f_losses.ipynb #b4bf3404
 LOSSES = {
@@ -84,11 +85,13 @@ class DeepSupervisionLoss(nn.Module):
 
     def forward(self, outputs:Tensor|list[Tensor], target:Tensor, **extra) -> Tensor:
         if isinstance(outputs, Tensor): return self.loss(outputs, target, **extra)
+        if len(outputs) == 0: raise ValueError("outputs is an empty list; expected one logits tensor per head")
         if target.ndim == outputs[0].ndim - 1: target = target.unsqueeze(1)
         total = 0.
         for w, head in zip(self.head_weights(len(outputs)), outputs):
             t = target
-            if head.shape[2:] != target.shape[2:]:
-                t = F.interpolate(target.float(), size=head.shape[2:], mode=self.target_resize)
+            if head.shape[2:] != target.shape[2:]:  # resize in the head's precision (float64 under gradcheck)
+                dtype = torch.float64 if head.dtype == torch.float64 else torch.float32
+                t = F.interpolate(target.to(dtype), size=head.shape[2:], mode=self.target_resize)
             total = total + w * self.loss(head, t)
         return total
