@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/api/11b_main.ipynb #e74ef148
+# %% ../nbs/api/11b_main.ipynb #3da229ba
+#| eval: false
 import sys
 from .cli import main
 

@@ -76,3 +76,10 @@ def test_api_import_cells_hold_only_imports(nb):
         if c['cell_type'] != 'code' or re.search(r'^#\|\s*(export|exporti|exports|eval:\s*false)', src, re.M): continue
         if _mixes_imports_and_code(src): bad.append(i)
     assert not bad, f'{nb.name}: cells {bad} mix imports with other code (nbdev runs them when building docs); move the imports to an import cell'
+
+@pytest.mark.parametrize('nb', notebooks(), ids=lambda p: str(p.relative_to(NBS)))
+def test_no_cell_relies_on_semicolon_suppression(nb):
+    "nbval runs cells without IPython's history, so a trailing `;` does not hide a value: assign it (`_ = ...`)."
+    bad = [i for i, c in enumerate(json.loads(nb.read_text())['cells'])
+           if c['cell_type'] == 'code' and ''.join(c['source']).rstrip().endswith(';')]
+    assert not bad, f'{nb.name}: cells {bad} end with ";"'
