@@ -238,7 +238,10 @@ def _resume(path, model, optimizer, scheduler, scaler, generators:dict) -> tuple
     ckpt = load_checkpoint(path)
     load_weights(model, ckpt)
     if ckpt['optimizer'] is not None: optimizer.load_state_dict(ckpt['optimizer'])
-    if scheduler is not None and ckpt['scheduler'] is not None: scheduler.load_state_dict(ckpt['scheduler'])
+    if scheduler is not None and ckpt['scheduler'] is not None:
+        length = {k: v for k, v in vars(scheduler).items() if k in ('total_steps', '_schedule_phases')}
+        scheduler.load_state_dict(ckpt['scheduler'])
+        scheduler.__dict__.update(length)  # one-cycle: keep the length of this run, so more epochs stretch it
     if scaler is not None and ckpt['scaler']: scaler.load_state_dict(ckpt['scaler'])
     set_rng_states(ckpt['rng'], generators)
     return ckpt['history'], ckpt.get('best'), ckpt.get('best_epoch'), ckpt['epoch'] + 1

@@ -1,0 +1,150 @@
+"""`segcourse train`, `evaluate` and `predict` as a user runs them: on phantoms, on the LGG sample, and with the
+errors a user meets (missing checkpoint, a checkpoint of another model, data of no known layout)."""
+import json, os, subprocess, sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).parents[1]
+SHARED = Path(os.environ.get('SEGCOURSE_SHARED_DATA') or ROOT.parent/'shared'/'data')
+LGG_SAMPLE = SHARED/'lgg-sample'/'kaggle_3m'
+needs_lgg = pytest.mark.skipif(not LGG_SAMPLE.is_dir(), reason=f'LGG sample not found (set SEGCOURSE_SHARED_DATA; looked in {SHARED})')
+
+def run(*args, timeout=300):
+    env = dict(os.environ, OMP_NUM_THREADS='1', SEGCOURSE_THREADS='1', TQDM_DISABLE='1')
+    return subprocess.run([sys.executable, '-m', 'segcourse', *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+
+def ok(r):
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r
+
+QUICK = ['--quick', '--no-progress', '--epochs', '2']
+
+@pytest.fixture(scope='module')
+def phantom_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp('phantom')/'run'
+    r = ok(run('train', *QUICK, '--loss', 'dice', '--opt', 'adam', '--out', out))
+    return out, r
+
+def test_help_lists_the_options():
+    r = ok(run('train', '--help'))
+    for opt in ('--data', '--model', '--loss', '--opt', '--epochs', '--out', '--resume', '--schedule', '--batch-size', '--lr',
+                '--size', '--features', '--patience', '--channels-last', '--no-amp', '--lesion-share'):
+        assert opt in r.stdout, opt
+    assert '--checkpoint' in ok(run('evaluate', '--help')).stdout
+    assert '--input' in ok(run('predict', '--help')).stdout
+
+def test_train_on_phantoms_writes_the_run_folder(phantom_run):
+    out, r = phantom_run
+    assert 'trained 2 epoch(s) on 1 process(es)' in r.stdout
+    assert {'last.pt', 'best.pt', 'history.json', 'history.csv', 'history.png', 'config.json'} <= {p.name for p in out.iterdir()}
+    cfg = json.loads((out/'config.json').read_text())
+    assert cfg['run']['loss'] == 'dice' and cfg['model']['name'] == 'unet' and cfg['fit']['epochs'] == 2
+    hist = json.loads((out/'history.json').read_text())
+    assert [h['epoch'] for h in hist] == [1, 2] and 'val_dice_case_median' in hist[0]
+
+def test_resume_continues_the_run(phantom_run, tmp_path):
+    out, _ = phantom_run
+    import shutil; shutil.copytree(out, tmp_path/'run')
+    ok(run('train', *QUICK[:-1], '3', '--loss', 'dice', '--out', tmp_path/'run', '--resume'))
+    hist = json.loads((tmp_path/'run'/'history.json').read_text())
+    assert [h['epoch'] for h in hist] == [1, 2, 3]
+    assert hist[:2] == json.loads((out/'history.json').read_text())
+
+def test_evaluate_prints_table_and_cases(phantom_run, tmp_path):
+    out, _ = phantom_run
+    r = ok(run('evaluate', '--checkpoint', out/'best.pt', '--out', tmp_path))
+    assert 'threshold' in r.stdout and 'Dice per case' in r.stdout
+    ev = json.loads((tmp_path/'evaluation.json').read_text())
+    assert ev['split'] == 'val' and [row['threshold'] for row in ev['table']] == [0.1, 0.3, 0.5, 0.7, 0.9]
+    assert len(ev['per_case']) >= 1 and 0 <= ev['case_dice_mean'] <= 1
+
+def test_predict_writes_masks_and_probabilities(phantom_run, tmp_path):
+    out, _ = phantom_run
+    from segcourse.phantoms import PhantomDataset
+    (tmp_path/'in'/'sub').mkdir(parents=True)
+    img = PhantomDataset(n=1, seed=7, size=96)[0][0][0].numpy()
+    np.save(tmp_path/'in'/'a.npy', img)
+    Image.fromarray((img.clip(0, 1) * 255).astype(np.uint8)).save(tmp_path/'in'/'sub'/'b.png')
+    Image.fromarray(np.zeros((96, 96), np.uint8)).save(tmp_path/'in'/'sub'/'b_mask.png')  # skipped: a mask
+    r = ok(run('predict', '--checkpoint', out/'best.pt', '--input', tmp_path/'in', '--out', tmp_path/'pred'))
+    assert 'of 2 image(s)' in r.stdout
+    prob = np.load(tmp_path/'pred'/'sub'/'b_prob.npy')
+    mask = np.array(Image.open(tmp_path/'pred'/'sub'/'b_mask.png'))
+    assert prob.shape == mask.shape == (96, 96) and prob.dtype == np.float32 and set(np.unique(mask)) <= {0, 255}
+    assert ((prob >= 0.5) == (mask == 255)).all()
+    assert (tmp_path/'pred'/'a_mask.png').is_file()
+
+@pytest.mark.parametrize('args, message', [
+    (['evaluate', '--checkpoint', 'nope/best.pt'], 'checkpoint nope/best.pt: no such file'),
+    (['predict', '--checkpoint', 'nope.pt', '--input', '.', '--out', 'x'], 'no such file'),
+    (['train', '--quick', '--data', 'lgg'], 'needs a path: lgg:PATH'),
+    (['train', '--quick', '--data', 'phantoms'], 'neither a known kind'),
+    (['train', '--quick', '--opt', 'adma'], "did you mean 'adam'"),
+    (['train', '--quick', '--model', 'unett'], "did you mean 'unet'"),
+    (['train', '--quick', '--loss', 'dise'], "did you mean 'dice'"),
+    (['train', '--quick', '--schedule', 'cosin'], "did you mean 'cosine'"),
+    (['train', '--epochs', 'x'], "expected a whole number"),
+])
+def test_bad_input_gets_one_line(args, message, tmp_path):
+    r = run(*args, *(['--out', tmp_path/'o'] if args[0] == 'train' else []))
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and 'Traceback' not in r.stderr
+
+def test_unknown_layout(tmp_path):
+    (tmp_path/'stuff').mkdir(); (tmp_path/'stuff'/'notes.txt').write_text('hi')
+    for spec in (tmp_path/'stuff', f'folder:{tmp_path/"stuff"}'):
+        r = run('train', '--quick', '--data', spec, '--out', tmp_path/'o')
+        assert r.returncode == 2 and 'is not a known layout' in r.stderr and 'Traceback' not in r.stderr
+
+def test_checkpoint_of_another_model(phantom_run, tmp_path):
+    out, _ = phantom_run
+    r = run('evaluate', '--checkpoint', out/'best.pt', '--model', 'segnet')
+    assert r.returncode == 2 and "holds a 'unet' model" in r.stderr
+    ck = torch.load(out/'best.pt', weights_only=True)  # weights that do not fit the model the checkpoint names
+    ck['model_spec']['kwargs']['features'] = [8, 16]
+    torch.save(ck, tmp_path/'bad.pt')
+    r = run('evaluate', '--checkpoint', tmp_path/'bad.pt')
+    assert r.returncode == 2 and 'weights of a UNet' in r.stderr and 'Traceback' not in r.stderr
+    (tmp_path/'junk.pt').write_bytes(b'not a checkpoint')
+    r = run('predict', '--checkpoint', tmp_path/'junk.pt', '--input', tmp_path, '--out', tmp_path/'p')
+    assert r.returncode == 2 and 'could not be read safely' in r.stderr
+
+def test_folder_layout_trains(tmp_path):
+    from segcourse.phantoms import PhantomDataset
+    ds = PhantomDataset(n=12, seed=0, size=64, slices_per_case=4)
+    for d in ('images', 'masks'): (tmp_path/'data'/d).mkdir(parents=True)
+    for i in range(len(ds)):
+        x, y = ds[i]
+        Image.fromarray((x[0].numpy().clip(0, 1) * 255).astype(np.uint8)).save(tmp_path/'data'/'images'/f'p{i:02d}.png')
+        Image.fromarray((y[0].numpy() * 255).astype(np.uint8)).save(tmp_path/'data'/'masks'/f'p{i:02d}.png')
+    ok(run('train', '--quick', '--no-progress', '--data', f'folder:{tmp_path/"data"}', '--val-fraction', '0.25', '--out', tmp_path/'run'))
+    r = ok(run('evaluate', '--checkpoint', tmp_path/'run'/'last.pt', '--data', f'folder:{tmp_path/"data"}'))
+    assert '(val, 3 slices)' in r.stdout  # the run's own data: its validation cases
+
+@needs_lgg
+def test_lgg_sample_train_evaluate_predict(tmp_path):
+    r = ok(run('train', '--quick', '--no-progress', '--data', f'lgg:{LGG_SAMPLE}', '--val-fraction', '0.34', '--size', '64',
+               '--epochs', '2', '--loss', 'dice_bce', '--out', tmp_path/'run'))
+    cfg = json.loads((tmp_path/'run'/'config.json').read_text())
+    assert cfg['model']['kwargs']['in_channels'] == 3
+    r = ok(run('evaluate', '--checkpoint', tmp_path/'run'/'best.pt', '--out', tmp_path))
+    ev = json.loads((tmp_path/'evaluation.json').read_text())
+    assert ev['split'] == 'val' and len(ev['per_case']) == 1 and ev['per_case'][0]['case'].startswith('TCGA_')
+    r = ok(run('evaluate', '--checkpoint', tmp_path/'run'/'best.pt', '--data', f'lgg:{LGG_SAMPLE}', '--split', 'all'))
+    assert '(all, 66 slices)' in r.stdout and r.stdout.count('TCGA_') == 3
+    case = sorted(LGG_SAMPLE.iterdir())[0]
+    r = ok(run('predict', '--checkpoint', tmp_path/'run'/'best.pt', '--input', case, '--out', tmp_path/'pred'))
+    n = len([p for p in case.iterdir() if p.suffix == '.tif' and not p.stem.endswith('_mask')])
+    masks = sorted((tmp_path/'pred').glob('*_mask.tif'))
+    assert len(masks) == n and len(list((tmp_path/'pred').glob('*_prob.npy'))) == n
+    assert np.array(Image.open(masks[0])).shape == (256, 256)
+
+@needs_lgg
+def test_lgg_checkpoint_on_phantoms_is_a_channel_error(tmp_path, phantom_run):
+    out, _ = phantom_run
+    r = run('evaluate', '--checkpoint', out/'best.pt', '--data', f'lgg:{LGG_SAMPLE}')
+    assert r.returncode == 2 and 'takes 1 input channel(s) but data' in r.stderr and 'has 3' in r.stderr
