@@ -10,8 +10,11 @@ import torch
 import matplotlib.pyplot as plt
 from matplotlib.colors import ListedColormap
 
+from .loss_base import loss_sweep
+
 # %% auto #0
-__all__ = ['OKABE_ITO', 'TRUTH_COLOR', 'PRED_COLOR', 'FN_COLOR', 'to_2d', 'show_overlay', 'show_predictions', 'plot_history']
+__all__ = ['OKABE_ITO', 'TRUTH_COLOR', 'PRED_COLOR', 'FN_COLOR', 'to_2d', 'show_overlay', 'show_predictions', 'plot_history',
+           'plot_loss_sweep']
 
 # %% ../nbs/api/09_viz.ipynb #7c26475c
 OKABE_ITO = dict(orange='#E69F00', sky_blue='#56B4E9', green='#009E73', yellow='#F0E442',
@@ -84,3 +87,23 @@ def plot_history(history:list[dict], # One dict per epoch, as `segcourse.train.f
     b.set_xlabel('epoch'); b.set_ylim(0, 1); b.legend()
     fig.tight_layout()
     return fig
+
+# %% ../nbs/api/09_viz.ipynb #8a96b43d
+def plot_loss_sweep(losses:dict, # Label -> loss `(logits, target) -> scalar`
+                    mask, # Toy target B C H W in {0, 1}
+                    p_right=None, # Probabilities of the right label; default 0.05, 0.10, ..., 0.95
+                    p_right_background:float|None=None, # Hold the background at this value; default: sweep it too
+                    ax=None, # Axes to draw on; default a new figure
+                    title:str|None=None,
+                    log:bool=False, # Logarithmic loss axis
+                   ):
+    "Each loss against a prediction sweep on `mask`; returns the axes."
+    if not losses: raise ValueError("losses is empty: give a dict label -> loss")
+    p_right = torch.linspace(0.05, 0.95, 19) if p_right is None else torch.as_tensor(p_right, dtype=torch.float32)
+    if ax is None: _, ax = plt.subplots(figsize=(4.5, 3))
+    for label, loss in losses.items():
+        ax.plot(p_right, loss_sweep(loss, mask, p_right, p_right_background), label=label)
+    ax.set_xlabel('probability of the right label'); ax.set_ylabel('loss'); ax.legend(fontsize=7)
+    if log: ax.set_yscale('log')
+    if title: ax.set_title(title, fontsize=9)
+    return ax
