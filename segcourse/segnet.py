@@ -14,7 +14,7 @@ from .blocks import ConvBlock, check_dropout, check_features, check_positive, cr
 # %% auto #0
 __all__ = ['SegNet']
 
-# %% ../nbs/api/04c_segnet.ipynb #11f252e6
+# %% ../nbs/api/04c_segnet.ipynb #e8032623
 class SegNet(nn.Module):
     "SegNet: pooling indices passed to max-unpooling, no skip concatenation; `B C_in H W -> B C_out H W` logits."
     def __init__(self, in_channels:int=1, # Input channels C_in
