@@ -94,7 +94,7 @@ def _add_run_commands(sub):
                        description='Train a segmentation model and write last.pt, best.pt, history.json/.csv/.png and '
                                    'config.json to --out. Runs on several processes under torchrun.')
     for flag, field, typ, text in TRAIN_OPTIONS:
-        t.add_argument(flag, dest=field, type=typ, help=f'{text} (default: {getattr(default, field)})')
+        t.add_argument(flag, dest=field, type=typ, default=argparse.SUPPRESS, help=f'{text} (default: {getattr(default, field)})')
     t.add_argument('--out', default='segcourse-run', help='run folder (default: %(default)s)')
     t.add_argument('--resume', nargs='?', const=True, default=False, metavar='CHECKPOINT',
                    help='continue from CHECKPOINT, or from OUT/last.pt if none is named')
@@ -139,7 +139,7 @@ def _demo(args) -> int:
 def _train(args) -> int:
     from segcourse.runs import RunConfig, train_run
     from segcourse.distributed import close_distributed, get_world_size, init_distributed, is_main
-    given = {field: getattr(args, field) for _, field, _, _ in TRAIN_OPTIONS if getattr(args, field) is not None}
+    given = {field: getattr(args, field) for _, field, _, _ in TRAIN_OPTIONS if hasattr(args, field)}  # 'none' gives None
     if args.no_amp: given['amp'] = False
     if args.channels_last: given['channels_last'] = True
     try:
