@@ -56,6 +56,11 @@ def _optional_float(text:str):
     try: return float(text)
     except ValueError: raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
 
+def _amp(text:str):
+    choices = {'auto': True, 'on': True, 'off': False, 'bf16': 'bf16', 'fp16': 'fp16'}
+    if text.lower() not in choices: raise argparse.ArgumentTypeError(f"expected one of {list(choices)}, got {text!r}")
+    return choices[text.lower()]
+
 def _thresholds(text:str) -> tuple:
     try: t = tuple(float(x) for x in text.split(','))
     except ValueError: raise argparse.ArgumentTypeError(f"expected thresholds separated by commas like 0.3,0.5, got {text!r}") from None
@@ -84,6 +89,8 @@ TRAIN_OPTIONS = [  # (flag, RunConfig field, type, help)
     ('--seed', 'seed', int, 'random seed'),
     ('--grad-clip', 'grad_clip', _optional_float, "clip the gradient norm, or 'none'"),
     ('--patience', 'patience', _positive_int, 'stop after this many epochs without improvement'),
+    ('--time-limit', 'time_limit', _optional_float, 'minutes of training at most (no epoch starts that would end later)'),
+    ('--amp', 'amp', _amp, "mixed precision: auto (CUDA only), bf16 (also on a CPU), fp16 or off"),
     ('--num-workers', 'num_workers', int, 'data-loading worker processes'),
 ]
 

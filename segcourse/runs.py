@@ -91,10 +91,11 @@ class RunConfig:
     lesion_share:float|None = 0.5 # oversample lesion slices (single process only)
     output_prior:float|None = 0.01
     seed:int = 0
-    amp:bool = True               # mixed precision (CUDA only)
+    amp:bool|str = True           # mixed precision: True (CUDA only), 'bf16' (also on a CPU), 'fp16' or False
     channels_last:bool = False
     grad_clip:float|None = None
     patience:int|None = None      # early stopping
+    time_limit:float|None = None  # minutes of training at most
     num_workers:int = 0
     threshold:float = 0.5
 
@@ -175,7 +176,7 @@ def train_run(cfg:RunConfig, out:str|Path, # Run folder: checkpoints, history, c
                   lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, schedule=cfg.schedule,
                   warmup_epochs=cfg.warmup_epochs, lesion_share=cfg.lesion_share, output_prior=cfg.output_prior,
                   device=device, seed=cfg.seed, num_workers=cfg.num_workers, progress=progress, amp=cfg.amp,
-                  channels_last=cfg.channels_last, grad_clip=cfg.grad_clip, patience=cfg.patience, threshold=cfg.threshold,
+                  channels_last=cfg.channels_last, grad_clip=cfg.grad_clip, patience=cfg.patience, time_limit=cfg.time_limit, threshold=cfg.threshold,
                   detailed=detailed, out=out, resume=resume or None, model_spec=spec, config=asdict(cfg))
     ck = load_checkpoint(Path(out)/'last.pt')
     return dict(history=history, best=ck['best'], best_epoch=ck['best_epoch'], monitor=ck['monitor'], out=str(out))

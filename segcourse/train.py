@@ -171,6 +171,7 @@ def amp_setup(amp:bool|str, # False, True/"auto" (bf16 if supported, else fp16),
               device:torch.device|str) -> tuple:
     "`(autocast dtype or None, GradScaler or None)` for `amp` on `device`; off unless on CUDA."
     if isinstance(amp, str) and amp != 'auto': check_option('amp', amp, AMP_MODES)
+    if amp == 'bf16' and torch.device(device).type == 'cpu': return torch.bfloat16, None  # asked for by name: CPU autocast
     if not amp or torch.device(device).type != 'cuda': return None, None
     if amp is True or amp == 'auto': amp = 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
     return (torch.bfloat16, None) if amp == 'bf16' else (torch.float16, torch.amp.GradScaler('cuda'))
@@ -228,6 +229,11 @@ def _monitor(monitor, has_val, detailed) -> tuple:
     check_option('monitor', monitor, history_keys(has_val, detailed))
     return monitor, ('min' if monitor.endswith('loss') else 'max')
 
+def _out_of_time(started:float, last_epoch:float, limit_minutes:float|None) -> bool:
+    "True if another epoch as long as the last would end after the time limit (same verdict on every process)."
+    late = limit_minutes is not None and time.perf_counter() - started + last_epoch > 60 * limit_minutes
+    return mean_over_ranks(float(late)) > 0
+
 def _improved(value:float, best:float|None, mode:str) -> bool:
     if value is None or math.isnan(value): return False
     return best is None or (value > best if mode == 'max' else value < best)
@@ -278,13 +284,14 @@ def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
         progress:bool=True, # Progress bars
         momentum:float=0.9, # SGD momentum
         warmup_epochs:float=0.0, # Linear warm-up of the learning rate (constant, warmup, cosine, poly)
-        amp:bool|str=False, # Mixed precision on CUDA: True/"auto", "bf16" or "fp16"
+        amp:bool|str=False, # Mixed precision on CUDA: True/"auto", "bf16" or "fp16"; "bf16" also on a CPU
         channels_last:bool=False, # Channels-last memory format (faster convolutions on recent GPUs)
         grad_clip:float|None=None, # Clip the gradient norm to this value
         augment=None, # Batch transform `(x, y) -> (x, y)` run on the device
         detailed:bool=False, # Record the learning rate and Dice per slice and per case (mean and median)
         monitor:str|None=None, # Metric for best.pt, plateau and early stopping; default val_dice_case_mean (detailed), val_dice, or train_loss
         patience:int|None=None, # Stop after this many epochs without improvement of `monitor`
+        time_limit:float|None=None, # Minutes: no new epoch starts that would likely end after this
         threshold:float=0.5, # Probability threshold of the validation metrics
         out:str|Path|None=None, # Folder for last.pt, best.pt, history.json/.csv and config.json
         resume:str|Path|None=None, # A checkpoint (e.g. out/last.pt) to continue from
@@ -316,8 +323,10 @@ def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
         atomic_write_text(json.dumps(dict(fit=fit_args, model=model_spec, run=config), indent=1), Path(out)/'config.json')
     writer = _tensorboard(out, tensorboard)
     bar = tqdm(range(start, epochs + 1), desc='epochs', disable=not (progress and main), initial=start - 1, total=epochs)
+    started = time.perf_counter()
     for epoch in bar:
         if patience is not None and best_epoch is not None and epoch - 1 - best_epoch >= patience: break
+        if _out_of_time(started, history[-1]['seconds'] if history else 0., time_limit): break
         begin = time.perf_counter()
         if isinstance(train_loader.sampler, DistributedSampler): train_loader.sampler.set_epoch(epoch)
         train_loss = train_one_epoch(net, train_loader, loss_fn, opt, device, sched if per_step else None,

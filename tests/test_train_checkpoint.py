@@ -138,3 +138,13 @@ def test_sigkill_during_repeated_writes_leaves_a_loadable_checkpoint(tmp_path):
 def test_atomic_save_roundtrip(tmp_path):
     atomic_save({'a': torch.arange(3)}, tmp_path/'sub'/'x.pt')
     assert torch.equal(torch.load(tmp_path/'sub'/'x.pt', weights_only=True)['a'], torch.arange(3))
+
+def test_time_limit_stops_between_epochs():
+    seed_everything(0)
+    h = fit(_model(), TRAIN, VAL, epochs=5, batch_size=8, time_limit=1e-4, progress=False)
+    assert [r['epoch'] for r in h] == [1]  # the first epoch always runs; no second one fits in 6 ms
+
+def test_bf16_on_cpu_trains():
+    seed_everything(0)
+    h = fit(_model(), TRAIN, VAL, epochs=1, batch_size=8, amp='bf16', channels_last=True, grad_clip=1.0, progress=False)
+    assert h[0]['train_loss'] > 0 and 0 <= h[0]['val_dice'] <= 1

@@ -1,0 +1,120 @@
+"""Training speed of `segcourse.train.train_one_epoch`: images per second and peak memory, CPU and GPU,
+with and without mixed precision and channels-last, as ratios measured in one run (issue 7).
+
+    OMP_NUM_THREADS=1 python benchmarks/train.py [--batch 8] [--size 128] [--steps 4] [--repeats 3] [--features 16,32,64,128]
+
+Cases, each the best of `repeats` epochs of `steps` batches (the machine is shared; the cases are interleaved):
+(a) CPU: `train_one_epoch` against a bare loop written inline (the loop's own overhead; ratio near 1 is the goal);
+(b) CPU: float32 against channels-last and against bfloat16 autocast (`amp_dtype`);
+(c) GPU: float32 against AMP (bf16 where supported, else fp16 with a GradScaler) and AMP + channels-last,
+    with peak memory from `torch.cuda.max_memory_allocated`; prints "no GPU available" without one.
+Ratios are (reference time / case time): above 1 means the case is faster than the reference.
+CPU memory is the process's peak resident set (it only grows), printed after each case.
+"""
+import argparse, os, resource, time
+
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from segcourse.losses import get_loss
+from segcourse.models import UNet
+from segcourse.train import amp_setup, train_one_epoch
+
+
+def data(n, size, channels=3, seed=0):
+    "Random images and lesion-like masks (a disc per image), as a `TensorDataset`."
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing='ij')
+    c = torch.randint(size // 4, 3 * size // 4, (n, 2), generator=g)
+    masks = (((yy - c[:, :1, None]) ** 2 + (xx - c[:, 1:, None]) ** 2) < (size // 8) ** 2).float()[:, None]
+    return TensorDataset(torch.rand(n, channels, size, size, generator=g) + masks, masks)
+
+
+def bare_epoch(model, loader, loss_fn, opt, device):
+    "The minimal loop: what `train_one_epoch` must not be much slower than."
+    model.train()
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        loss = loss_fn(model(x), y)
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+    return loss.item()
+
+
+def setup(features, device, channels_last=False, seed=0):
+    torch.manual_seed(seed)
+    model = UNet(in_channels=3, features=features).to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    return model, torch.optim.Adam(model.parameters(), 1e-3)
+
+
+def measure(cases, repeats, device):
+    "Best seconds per epoch of each case (interleaved), and peak memory per case (MiB)."
+    times, peaks = {k: [] for k in cases}, {}
+    for f in cases.values(): f()  # warm-up (allocator, cuDNN autotuning)
+    for _ in range(repeats):
+        for k, f in cases.items():
+            if device.type == 'cuda': torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+            t = time.perf_counter(); f()
+            if device.type == 'cuda': torch.cuda.synchronize()
+            times[k].append(time.perf_counter() - t)
+            peaks[k] = (torch.cuda.max_memory_allocated() if device.type == 'cuda'
+                        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
+    return {k: min(v) for k, v in times.items()}, peaks
+
+
+def report(title, times, peaks, n_images, reference, memory_label):
+    print(f"\n{title}")
+    for k, t in times.items():
+        print(f"    {k:<34s} {n_images / t:8.1f} images/s   {memory_label} {peaks[k]:8.0f} MiB   ratio {times[reference] / t:5.2f}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--batch', type=int, default=8); p.add_argument('--size', type=int, default=128)
+    p.add_argument('--steps', type=int, default=4); p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--features', default='16,32,64,128')
+    a = p.parse_args()
+    features = tuple(int(x) for x in a.features.split(','))
+    ds = data(a.batch * a.steps, a.size)
+    loader = DataLoader(ds, batch_size=a.batch)
+    loss_fn = get_loss('dice_bce')
+    n = len(ds)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s), batch {a.batch}, {a.size}x{a.size}, "
+          f"U-Net {features}, {a.steps} steps per epoch, best of {a.repeats}")
+
+    cpu = torch.device('cpu')
+    m_seg, o_seg = setup(features, cpu); m_bare, o_bare = setup(features, cpu)
+    m_cl, o_cl = setup(features, cpu, channels_last=True); m_bf, o_bf = setup(features, cpu)
+    cases = {
+        'bare loop (reference)': lambda: bare_epoch(m_bare, loader, loss_fn, o_bare, cpu),
+        'train_one_epoch float32': lambda: train_one_epoch(m_seg, loader, loss_fn, o_seg, cpu, progress=False),
+        'train_one_epoch channels_last': lambda: train_one_epoch(m_cl, loader, loss_fn, o_cl, cpu, progress=False, channels_last=True),
+        'train_one_epoch bf16 autocast': lambda: train_one_epoch(m_bf, loader, loss_fn, o_bf, cpu, progress=False, amp_dtype=torch.bfloat16),
+    }
+    times, peaks = measure(cases, a.repeats, cpu)
+    report('(a, b) CPU', times, peaks, n, 'bare loop (reference)', 'peak RSS')
+    print(f"    train_one_epoch overhead against the bare loop: ratio {times['bare loop (reference)'] / times['train_one_epoch float32']:.2f}; "
+          f"channels_last vs float32: {times['train_one_epoch float32'] / times['train_one_epoch channels_last']:.2f}; "
+          f"bf16 vs float32: {times['train_one_epoch float32'] / times['train_one_epoch bf16 autocast']:.2f}")
+
+    if not torch.cuda.is_available():
+        print("\n(c) GPU: no GPU available (torch.cuda.is_available() is False); no GPU figures measured")
+        return
+    gpu = torch.device('cuda')
+    gloader = DataLoader(ds, batch_size=a.batch, pin_memory=True)
+    amp_dtype, scaler = amp_setup(True, gpu)
+    (m32, o32), (mamp, oamp), (mcl, ocl) = setup(features, gpu), setup(features, gpu), setup(features, gpu, channels_last=True)
+    scaler2 = amp_setup(True, gpu)[1]
+    cases = {
+        'float32 (reference)': lambda: train_one_epoch(m32, gloader, loss_fn, o32, gpu, progress=False),
+        f'AMP {amp_dtype}': lambda: train_one_epoch(mamp, gloader, loss_fn, oamp, gpu, progress=False, amp_dtype=amp_dtype, scaler=scaler),
+        f'AMP {amp_dtype} + channels_last': lambda: train_one_epoch(mcl, gloader, loss_fn, ocl, gpu, progress=False, amp_dtype=amp_dtype,
+                                                                      scaler=scaler2, channels_last=True),
+    }
+    times, peaks = measure(cases, a.repeats, gpu)
+    report(f'(c) GPU {torch.cuda.get_device_name()}', times, peaks, n, 'float32 (reference)', 'peak allocated')
+
+
+if __name__ == '__main__':
+    main()
