@@ -98,6 +98,7 @@ class RunConfig:
     time_limit:float|None = None  # minutes of training at most
     num_workers:int = 0
     threshold:float = 0.5
+    tensorboard:bool = False      # log to OUT/tensorboard (needs the tensorboard package)
 
     @classmethod
     def quick(cls, **kw):
@@ -176,7 +177,7 @@ def train_run(cfg:RunConfig, out:str|Path, # Run folder: checkpoints, history, c
                   lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, schedule=cfg.schedule,
                   warmup_epochs=cfg.warmup_epochs, lesion_share=cfg.lesion_share, output_prior=cfg.output_prior,
                   device=device, seed=cfg.seed, num_workers=cfg.num_workers, progress=progress, amp=cfg.amp,
-                  channels_last=cfg.channels_last, grad_clip=cfg.grad_clip, patience=cfg.patience, time_limit=cfg.time_limit, threshold=cfg.threshold,
+                  channels_last=cfg.channels_last, grad_clip=cfg.grad_clip, patience=cfg.patience, time_limit=cfg.time_limit, threshold=cfg.threshold, tensorboard=cfg.tensorboard,
                   detailed=detailed, out=out, resume=resume or None, model_spec=spec, config=asdict(cfg))
     ck = load_checkpoint(Path(out)/'last.pt')
     return dict(history=history, best=ck['best'], best_epoch=ck['best_epoch'], monitor=ck['monitor'], out=str(out))

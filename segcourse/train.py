@@ -257,6 +257,18 @@ def _plain_args(args:dict) -> dict:
     ok = lambda v: v is None or isinstance(v, (bool, int, float, str)) or (isinstance(v, (list, tuple)) and all(ok(x) for x in v))
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in args.items() if ok(v)}
 
+@torch.inference_mode()
+def _log_samples(writer, model, loader, device, epoch:int, n:int=4):
+    "Log up to `n` validation images as overlays: truth in red, prediction in green (yellow where both agree)."
+    x, y = next(iter(loader))
+    x, y = x[:n].to(device), y[:n].to(device)
+    model.eval()
+    pred = (torch.sigmoid(_main_output(model(x))) >= 0.5).float()
+    grey = x[:, :1]
+    lo, hi = grey.amin((2, 3), keepdim=True), grey.amax((2, 3), keepdim=True)
+    grey = (grey - lo) / (hi - lo).clamp_min(1e-6) * 0.7
+    writer.add_images('val/overlay', torch.cat([grey + 0.3 * y[:, :1], grey + 0.3 * pred[:, :1], grey], 1).clamp(0, 1).cpu(), epoch)
+
 def _tensorboard(out, enabled:bool):
     if not enabled or not is_main(): return None
     try: from torch.utils.tensorboard import SummaryWriter
@@ -297,7 +309,7 @@ def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
         resume:str|Path|None=None, # A checkpoint (e.g. out/last.pt) to continue from
         model_spec:dict|None=None, # `{"name": ..., "kwargs": {...}}` to rebuild the model with `get_model`; saved
         config:dict|None=None, # The caller's run configuration (plain values); saved
-        tensorboard:bool=False, # Log scalars to out/tensorboard (needs the tensorboard package)
+        tensorboard:bool=False, # Log metrics and validation overlays to out/tensorboard (needs the tensorboard package)
         deterministic:bool=False, # Ask torch for deterministic kernels
        ) -> list[dict]:
     "Train `model` on `train_data`, evaluating on `val_data` after each epoch; return the history."
@@ -342,6 +354,7 @@ def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
         bar.set_postfix({k: f'{v:.4f}' for k, v in row.items() if k in ('train_loss', monitor)})
         if writer is not None:
             for k, v in row.items(): writer.add_scalar(k, v, epoch)
+            if val_loader is not None: _log_samples(writer, model, val_loader, device, epoch)
         if out is not None and main:
             _write_epoch(out, improved, net, opt, sched, scaler, history, dict(best=best, best_epoch=best_epoch, monitor=monitor),
                          model_spec, config, generators)

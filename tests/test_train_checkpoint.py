@@ -148,3 +148,12 @@ def test_bf16_on_cpu_trains():
     seed_everything(0)
     h = fit(_model(), TRAIN, VAL, epochs=1, batch_size=8, amp='bf16', channels_last=True, grad_clip=1.0, progress=False)
     assert h[0]['train_loss'] > 0 and 0 <= h[0]['val_dice'] <= 1
+
+def test_tensorboard_logs_scalars_and_overlays(tmp_path):
+    pytest.importorskip('tensorboard', reason='tensorboard is not installed (pip install tensorboard)')
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    seed_everything(0)
+    fit(_model(), TRAIN, VAL, epochs=2, batch_size=8, out=tmp_path, tensorboard=True, progress=False)
+    ev = EventAccumulator(str(tmp_path/'tensorboard')).Reload()
+    assert {'train_loss', 'val_dice'} <= set(ev.Tags()['scalars']) and 'val/overlay' in ev.Tags()['images']
+    assert [e.step for e in ev.Scalars('val_dice')] == [1, 2]
