@@ -108,6 +108,7 @@ def _add_run_commands(sub):
     t.add_argument('--no-amp', action='store_true', help='no mixed precision (it is used on CUDA only anyway)')
     t.add_argument('--channels-last', action='store_true', help='channels-last memory format')
     t.add_argument('--tensorboard', action='store_true', help='log metrics and validation overlays to OUT/tensorboard')
+    t.add_argument('--augment', action='store_true', help='augment each batch on the device (zoom, rotation, flips, intensity)')
     t.add_argument('--quick', action='store_true', help='a seconds-long run on tiny phantoms (smoke test)')
     t.add_argument('--device', choices=['cuda', 'mps', 'cpu'], help='device (default: the best available)')
     t.add_argument('--no-progress', action='store_true', help='hide progress bars')
@@ -151,6 +152,7 @@ def _train(args) -> int:
     if args.no_amp: given['amp'] = False
     if args.channels_last: given['channels_last'] = True
     if args.tensorboard: given['tensorboard'] = True
+    if args.augment: given['augment'] = True
     try:
         if init_distributed() and 'lesion_share' not in given: given['lesion_share'] = None  # not supported across processes
         cfg = RunConfig.quick(**given) if args.quick else RunConfig(**given)

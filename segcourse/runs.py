@@ -20,6 +20,7 @@ from .lgg import LGGDataset, _cases_folder
 from .folders import FolderDataset
 from .readers import IMAGE_SUFFIXES, image_to_tensor, read_image
 from .splits import split_by_case
+from .transforms import default_augmentation
 from .models import get_model
 from .losses import get_loss
 from .accumulate import MetricAccumulator
@@ -99,6 +100,7 @@ class RunConfig:
     num_workers:int = 0
     threshold:float = 0.5
     tensorboard:bool = False      # log to OUT/tensorboard (needs the tensorboard package)
+    augment:bool = False          # random zoom, rotation, flips, gamma, contrast, noise on each batch, on the device
 
     @classmethod
     def quick(cls, **kw):
@@ -178,6 +180,7 @@ def train_run(cfg:RunConfig, out:str|Path, # Run folder: checkpoints, history, c
                   warmup_epochs=cfg.warmup_epochs, lesion_share=cfg.lesion_share, output_prior=cfg.output_prior,
                   device=device, seed=cfg.seed, num_workers=cfg.num_workers, progress=progress, amp=cfg.amp,
                   channels_last=cfg.channels_last, grad_clip=cfg.grad_clip, patience=cfg.patience, time_limit=cfg.time_limit, threshold=cfg.threshold, tensorboard=cfg.tensorboard,
+                  augment=default_augmentation(batch=True) if cfg.augment else None,
                   detailed=detailed, out=out, resume=resume or None, model_spec=spec, config=asdict(cfg))
     ck = load_checkpoint(Path(out)/'last.pt')
     return dict(history=history, best=ck['best'], best_epoch=ck['best_epoch'], monitor=ck['monitor'], out=str(out))

@@ -121,7 +121,7 @@ def test_folder_layout_trains(tmp_path):
         x, y = ds[i]
         Image.fromarray((x[0].numpy().clip(0, 1) * 255).astype(np.uint8)).save(tmp_path/'data'/'images'/f'p{i:02d}.png')
         Image.fromarray((y[0].numpy() * 255).astype(np.uint8)).save(tmp_path/'data'/'masks'/f'p{i:02d}.png')
-    ok(run('train', '--quick', '--no-progress', '--data', f'folder:{tmp_path/"data"}', '--val-fraction', '0.25', '--out', tmp_path/'run'))
+    ok(run('train', '--quick', '--no-progress', '--augment', '--data', f'folder:{tmp_path/"data"}', '--val-fraction', '0.25', '--out', tmp_path/'run'))
     r = ok(run('evaluate', '--checkpoint', tmp_path/'run'/'last.pt', '--data', f'folder:{tmp_path/"data"}'))
     assert '(val, 3 slices)' in r.stdout  # the run's own data: its validation cases
 

@@ -10,6 +10,7 @@ from segcourse.core import seed_everything
 from segcourse.models import SegNet, UNet, UNetPlusPlus
 from segcourse.phantoms import PhantomDataset
 from segcourse.train import fit
+from segcourse.transforms import default_augmentation
 
 torch.set_num_threads(1)
 TRAIN = PhantomDataset(n=16, seed=0, size=64, slices_per_case=4)
@@ -35,6 +36,7 @@ SETTINGS = {
     'adam-onecycle-lesion': dict(optimizer='adam', schedule='onecycle', lesion_share=0.5, output_prior=0.01, lr=3e-3),
     'sgd-plateau': dict(optimizer='sgd', schedule='plateau', lr=1e-2, weight_decay=1e-4),
     'adamw-cosine-warmup-clip': dict(optimizer='adamw', schedule='cosine', warmup_epochs=1, grad_clip=0.5, lr=3e-3),
+    'adam-batch-augmentation': dict(optimizer='adam', schedule='poly', lr=3e-3, augment=default_augmentation(batch=True)),
 }
 
 @pytest.mark.parametrize('name', list(SETTINGS))
