@@ -89,11 +89,12 @@ def train_one_epoch(model:nn.Module, loader:DataLoader, loss_fn:nn.Module,
     model.train()
     device_type = torch.device(device).type
     total, count = torch.zeros((), device=device), 0
+    custom = getattr(model, 'training_loss', None)  # a model with its own loss, e.g. ProbUNet: reconstruction + beta * KL
     for x, y in tqdm(loader, desc='train', leave=False, disable=not progress):
         x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
         if augment is not None: x, y = augment(x, y)
         with torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss = loss_fn(model(x), y)
+            loss = custom(x, y, loss_fn) if custom is not None else loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         _backward_step(loss, optimizer, scaler, grad_clip)
         if scheduler is not None: scheduler.step()
@@ -317,6 +318,8 @@ def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
     if epochs < 1: raise ValueError(f"epochs must be at least 1, got {epochs}")
     check_option('optimizer', optimizer, OPTIMIZERS); check_option('schedule', schedule, SCHEDULES)
     monitor, mode = _monitor(monitor, val_data is not None, detailed)
+    if is_distributed() and hasattr(model, 'training_loss'):
+        raise ValueError(f"{type(model).__name__} computes its own training_loss, which fit does not run under DDP yet")
     seed_everything(seed, deterministic)
     device = local_device(get_device(device) if not isinstance(device, torch.device) else device)
     if output_prior is not None: init_output_prior(model, output_prior)
