@@ -97,3 +97,92 @@ def test_plot(ds):
     fig = plot_sweep(res, 'dice', ncols=1)
     assert len(fig.axes) == 2
     with pytest.raises(ValueError, match="metric='iou' is not a column"): plot_sweep(res, 'iou')
+
+# --- experiments: patch sampler, skip patterns, difficulty groups ---
+import numpy as np
+from segcourse.robustness_experiments import (PatchDataset, foreground_background_ratio, skip_patterns, lesion_sizes,
+                                               dice_by_difficulty, skip_ablation, fbr_experiment, CorruptionAugment)
+from segcourse.lesions import lesion_counts
+
+@pytest.fixture(scope='module')
+def slices(): return PhantomDataset(n=20, seed=5, size=64, lesion_prob=0.7)
+
+@pytest.mark.parametrize('size', [8, 24, (16, 40)])
+def test_patches_hold_lesions_at_lesion_prob_1(slices, size):
+    p = PatchDataset(slices, size, lesion_prob=1.0, samples=40, seed=2)
+    h, w = (size, size) if isinstance(size, int) else size
+    for i in range(len(p)):
+        img, m = p[i]
+        assert img.shape[-2:] == (h, w) and m.shape == (1, h, w)
+        if slices[i % len(slices)][1].any(): assert m.any(), i
+
+def test_patch_crop_is_the_window(slices):
+    p = PatchDataset(slices, 16, lesion_prob=0.5, seed=1)
+    for i in range(5):
+        item, top, left = p.window(i)
+        assert torch.equal(p[i][0], slices[item][0][:, top:top + 16, left:left + 16])
+
+def test_patch_fbr_by_lesion_prob_and_size(slices):
+    f = lambda size, prob: foreground_background_ratio(PatchDataset(slices, size, lesion_prob=prob, samples=60, seed=0))
+    assert f(16, 1.0) > f(16, 0.5) > f(16, 0.0)
+    assert f(16, 1.0) > f(32, 1.0) > f(64, 1.0)
+    whole = foreground_background_ratio(slices)
+    assert f(64, 1.0) == pytest.approx(whole) and f(16, 0.0) < 3 * whole  # uniform patches: about the data set's FBR
+
+def test_patch_determinism(slices):
+    a = [PatchDataset(slices, 16, 0.5, seed=9).window(i) for i in range(20)]
+    assert a == [PatchDataset(slices, 16, 0.5, seed=9).window(i) for i in range(20)]
+    assert a != [PatchDataset(slices, 16, 0.5, seed=10).window(i) for i in range(20)]
+    torch.manual_seed(1); np.random.seed(1); b = [PatchDataset(slices, 16, 0.5, seed=9).window(i) for i in range(20)]
+    assert a == b  # independent of the global random state
+
+def test_fbr_by_hand():
+    ds = torch.utils.data.TensorDataset(torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4))
+    ds.tensors[1][0, 0, :2, :2] = 1  # 4 lesion pixels out of 32: FBR 4 / 28
+    assert foreground_background_ratio(ds) == pytest.approx(4 / 28)
+
+@pytest.mark.parametrize('kwargs,msg', [(dict(patch_size=0), 'patch_size must be a positive int'),
+                                        (dict(patch_size=(8,)), 'patch_size must be a positive int'),
+                                        (dict(patch_size=8, lesion_prob=-0.1), 'lesion_prob must be in'),
+                                        (dict(patch_size=8, jitter=0.5), 'jitter must be in'),
+                                        (dict(patch_size=8, samples=0), 'samples must be a positive int')])
+def test_patch_bad_arguments(slices, kwargs, msg):
+    with pytest.raises(ValueError, match=msg): PatchDataset(slices, **kwargs)
+
+def test_patch_larger_than_image(slices):
+    with pytest.raises(ValueError, match=r'patch_size \(65, 65\) is larger'): PatchDataset(slices, 65)[0]
+    with pytest.raises(IndexError): PatchDataset(slices, 8)[20]
+
+def test_lesion_sizes_agree_with_lesion_counts(slices):
+    rng = np.random.default_rng(0)
+    for i in range(len(slices)):
+        t = slices[i][1][0].numpy() > 0.5
+        p = np.roll(t, int(rng.integers(-3, 4)), axis=1) | (rng.random(t.shape) > 0.999)
+        found, fp = lesion_sizes(p, t, min_overlap=0.2)
+        c = lesion_counts(p, t, min_overlap=0.2)
+        assert (len(found), sum(f for _, f in found), len(fp)) == (int(c['lesions']), int(c['detected']), int(c['false_positives']))
+
+def test_skip_patterns_and_ablation_errors(slices):
+    assert skip_patterns(1) == {'all': (True,), 'none': (False,), 'shallow': (True,), 'deep': (False,)}
+    with pytest.raises(ValueError, match="architectures='both' is not valid"): skip_ablation(slices, slices, ['both'])
+    with pytest.raises(ValueError, match='train_noise must be severities'): skip_ablation(slices, slices, train_noise=(-1,))
+    with pytest.raises(ValueError, match='severity must be an int'): CorruptionAugment('blur', 6)
+    with pytest.raises(ValueError, match='patch_sizes must be multiples of 8'): fbr_experiment(slices, slices, patch_sizes=(12,), features=(4, 8, 16, 32))
+    with pytest.raises(ValueError, match='size_bins must be'): fbr_experiment(slices, slices, size_bins=(10, 5))
+
+def test_difficulty_groups_by_hand():
+    n = 7
+    ann = torch.zeros(n, 2, 6, 6); ann[:, :, 0:3, 0:3] = 1
+    for k in range(n): ann[k, 1, 3, :k] = 1  # disagreement grows with k
+    target = ann[:, :1]
+    probs = torch.zeros(n, 1, 6, 6); probs[:, :, 0:3, 0:3] = 1
+    for k in range(n): probs[k, 0, 5, :k] = 1  # Dice falls with k: 2*9 / (18 + k)
+    ds = torch.utils.data.TensorDataset(torch.zeros(n, 1, 6, 6), target)
+    res = dice_by_difficulty(probs, ds, annotations=ann, groups=3)
+    assert [r['images'] for r in res.rows] == [3, 2, 2]  # numpy.array_split
+    dice = [18 / (18 + k) for k in range(n)]
+    assert [r['dice_mean'] for r in res.rows] == pytest.approx([np.mean(dice[:3]), np.mean(dice[3:5]), np.mean(dice[5:])])
+    res2 = dice_by_difficulty(probs, ds, annotations=ann, groups=2)
+    assert [r['difficulty'] for r in res2.rows] == ['easy', 'hard']
+    with pytest.raises(ValueError, match='annotations must be N A H W'): dice_by_difficulty(probs, ds, annotations=ann[:3])
+    with pytest.raises(ValueError, match='groups must be a positive int'): dice_by_difficulty(probs, ds, annotations=ann, groups=0)
