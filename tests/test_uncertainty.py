@@ -133,3 +133,60 @@ def test_with_annotator_lidc_arrays():
     ds = LIDCDataset(arrays)
     assert [int(with_annotator(ds, a)[0][1].sum()) for a in range(4)] == [8, 16, 24, 32]
     assert ds.annotator == 'majority'
+
+# ProbUNet
+from segcourse.prob_unet import GaussianEncoder, ProbUNet
+from segcourse.train import fit
+
+@pytest.mark.parametrize('cin, cout, hw', [(1, 1, (20, 28)), (3, 1, (17, 33)), (1, 3, (16, 16))])
+def test_prob_unet_shapes_and_kl(cin, cout, hw):
+    torch.manual_seed(0)
+    net = ProbUNet(cin, cout, features=(4, 8, 16), latent_dim=5, prior_features=(4, 8)).eval()
+    x = torch.randn(3, cin, *hw)
+    y = torch.nn.functional.one_hot(torch.randint(cout, (3, *hw)), cout).permute(0, 3, 1, 2).float() if cout > 1 else (torch.rand(3, 1, *hw) > 0.5).float()
+    with torch.no_grad():
+        assert net(x).shape == net(x, y).shape == (3, cout, *hw)
+        assert net.sample(x, 6).shape == (6, 3, cout, *hw)
+        kl = net.kl(x, y)
+    assert kl.shape == (3,) and (kl >= 0).all()
+    s = predict_samples(net, x, n=4, seed=0)
+    assert s.shape == (4, 3, cout, *hw) and (s >= 0).all() and (s <= 1).all()
+
+def test_prob_unet_kl_zero_for_equal_gaussians_and_positive_otherwise():
+    enc = GaussianEncoder(1, (4,), latent_dim=3)
+    d = enc(torch.randn(2, 1, 8, 8))
+    assert torch.allclose(torch.distributions.kl_divergence(d, d), torch.zeros(2), atol=1e-6)
+    net = ProbUNet(features=(4, 8), prior_features=(4,))
+    with torch.no_grad(): net.posterior.to_params.bias[:3] = 1.0  # shift the posterior's means
+    x, y = torch.randn(2, 1, 8, 8), torch.ones(2, 1, 8, 8)
+    assert (net.kl(x, y) > 0.5).all()  # 3 dimensions shifted by ~1: KL ~ 1.5
+
+def test_prob_unet_loss_is_reconstruction_plus_scaled_kl():
+    torch.manual_seed(0)
+    net = ProbUNet(features=(4, 8), prior_features=(4,), beta=0.0).train()
+    x, y = torch.randn(2, 1, 8, 8), (torch.rand(2, 1, 8, 8) > 0.5).float()
+    torch.manual_seed(1); loss0 = net.training_loss(x, y)
+    torch.manual_seed(1); bce = torch.nn.functional.binary_cross_entropy_with_logits(net(x, y), y)
+    torch.testing.assert_close(loss0, bce)
+    net.beta = 2.0
+    torch.manual_seed(1); loss2 = net.training_loss(x, y)
+    torch.testing.assert_close(loss2, bce + 2.0 * net.last_kl / 64)
+
+def test_prob_unet_bad_arguments():
+    for kw, msg in [(dict(latent_dim=0), 'latent_dim'), (dict(beta=-0.1), 'beta'), (dict(combine_layers=0), 'combine_layers'),
+                    (dict(features=(4,)), 'features')]:
+        with pytest.raises(ValueError, match=msg): ProbUNet(**kw)
+    with pytest.raises(ValueError, match='n must be a positive int'): ProbUNet(features=(4, 8)).sample(torch.zeros(1, 1, 8, 8), 0)
+
+def test_prob_unet_fit_checkpoint_and_samples(tmp_path):
+    ds = PhantomDataset(n=16, size=32, target='random')
+    make = lambda: ProbUNet(features=(4, 8), prior_features=(4, 8))
+    torch.manual_seed(0); net = make()
+    hist = fit(net, ds, ds, epochs=1, batch_size=8, loss='bce', out=tmp_path, progress=False, output_prior=0.01)
+    assert 'val_dice' in hist[0]
+    x = torch.stack([ds[i][0] for i in range(3)])
+    a = predict_samples(net, x, n=5, seed=3)
+    b = predict_samples(tmp_path/'last.pt', x, n=5, seed=3, model_fn=make)  # one checkpoint: the method follows the model
+    torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match='needs dropout layers'): predict_samples(net, x, method='mc_dropout')
+    assert predict_samples(net, x, n=2, method='tta').shape == (2, 3, 1, 32, 32)
