@@ -1,4 +1,4 @@
-"Uncertainty metrics against slow references: GED by a pixel loop, Hungarian IoU by brute force, bad inputs."
+"Uncertainty metrics (GED by a pixel loop, Hungarian IoU by brute force), calibration (ECE, near region, temperature) and conformal risk control (guarantees over 100 splits, brute-force threshold), with bad-input matrices."
 from itertools import permutations
 
 import numpy as np
@@ -106,3 +106,165 @@ def test_referral_random_vs_oracle():
         good, bad = (referral_curve(p, u, t, level=level) for u in (err, rnd))
         assert good.dice[0] == bad.dice[0] and good.auc > bad.auc
     assert referral_curve(p, err, t, fractions=[0, err.mean().item()]).dice[-1] == pytest.approx(1.0)
+
+
+# --- calibration ---------------------------------------------------------------------------------
+import math
+from scipy import ndimage as ndi
+from scipy.optimize import minimize_scalar
+
+from segcourse.calibration import apply_temperature, brier_score, ece, fit_temperature, near_lesion, nll, reliability_diagram
+from segcourse.conformal import (calibrate_fdr, calibrate_fnr, conformal_masks, empirical_fnr, image_fdr, image_fnr)
+
+def _ece_ref(p, y, n_bins):
+    p, y = np.asarray(p, float).ravel(), np.asarray(y, float).ravel()
+    total = 0.
+    for b in range(n_bins):
+        lo, hi = b / n_bins, (b + 1) / n_bins
+        m = (p >= lo) & ((p < hi) if b < n_bins - 1 else (p <= hi))
+        if m.any(): total += m.sum() / len(p) * abs(p[m].mean() - y[m].mean())
+    return total
+
+def _calib_data(seed, n=6, size=24):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.zeros(n, 1, size, size)
+    for i in range(n - 1): t[i, 0, 4 + i:10 + 2 * i, 6:12 + i] = 1  # the last image has no lesion
+    p = torch.sigmoid(4 * (2 * t - 1) + 2 * torch.randn(t.shape, generator=g))
+    return p, t
+
+@pytest.mark.parametrize('n_bins', [1, 7, 15])
+def test_ece_matches_reference(n_bins):
+    p, t = _calib_data(n_bins)
+    assert ece(p, t, n_bins=n_bins) == pytest.approx(_ece_ref(p, t, n_bins), abs=1e-12)
+    r = reliability_diagram(p, t, n_bins=n_bins)
+    assert r.counts.sum() == p.numel()
+
+@pytest.mark.parametrize('radius', [0, 2, 5])
+def test_near_region_matches_dilation(radius):
+    p, t = _calib_data(1)
+    fg = ((p >= 0.5) | (t > 0)).numpy()[:, 0]
+    ref = np.stack([ndi.binary_dilation(f, np.ones((2 * radius + 1,) * 2), iterations=1) if f.any() else f for f in fg])
+    assert np.array_equal(near_lesion(p, t, radius)[:, 0].numpy(), ref)
+    keep = torch.from_numpy(ref)[:, None]
+    assert ece(p, t, region='near', radius=radius) == pytest.approx(_ece_ref(p[keep], t[keep], 15), abs=1e-12)
+    assert brier_score(p, t, region='near', radius=radius) == pytest.approx(float(((p[keep] - t[keep]) ** 2).mean()), abs=1e-6)
+
+def test_temperature_matches_scalar_search():
+    p, t = _calib_data(3, n=4)
+    z = torch.logit(p.double()) * 2.5  # overconfident
+    T = fit_temperature(z, t)
+    f = lambda lt: torch.nn.functional.binary_cross_entropy_with_logits(z / math.exp(lt), t.double()).item()
+    ref = math.exp(minimize_scalar(f, bounds=(-3, 3), method='bounded', options={'xatol': 1e-8}).x)
+    assert T == pytest.approx(ref, rel=1e-4)
+    assert nll(apply_temperature(z, T), t) < nll(torch.sigmoid(z), t)
+    assert torch.equal(apply_temperature(z, T) >= 0.5, torch.sigmoid(z) >= 0.5)  # decisions unchanged
+
+CALIB_BAD = [
+    (lambda p, t: ece(p, t[:2]), ValueError, 'same shape'),
+    (lambda p, t: ece(p * 2, t), ValueError, r'\[0, 1\]'),
+    (lambda p, t: ece(p, t * 0.5), ValueError, 'binary'),
+    (lambda p, t: ece(p, t, region='lesion'), ValueError, 'region'),
+    (lambda p, t: ece(p[:, 0], t[:, 0], region='near'), ValueError, 'N 1 H W'),
+    (lambda p, t: ece(p, t, region='near', radius=-1), ValueError, 'radius'),
+    (lambda p, t: ece(p, t, n_bins=2.5), ValueError, 'n_bins'),
+    (lambda p, t: ece(p.bool(), t), TypeError, 'real numbers'),
+    (lambda p, t: ece('p', t), TypeError, 'torch.Tensor'),
+    (lambda p, t: nll(p.masked_fill(t > 0, math.nan), t), ValueError, 'non-finite'),
+    (lambda p, t: brier_score(p[:0], t[:0]), ValueError, 'empty'),
+    (lambda p, t: reliability_diagram(p, t, region='near', threshold=2.), ValueError, 'no pixels'),
+    (lambda p, t: fit_temperature(p, t, inputs='logit'), ValueError, 'inputs'),
+    (lambda p, t: fit_temperature(p * 3, t, inputs='probs'), ValueError, r'\[0, 1\]'),
+    (lambda p, t: apply_temperature(p, 0.), ValueError, 'temperature'),
+    (lambda p, t: apply_temperature(p, True), ValueError, 'temperature'),
+]
+
+@pytest.mark.parametrize('i', range(len(CALIB_BAD)))
+def test_calibration_bad_inputs(i):
+    f, err, msg = CALIB_BAD[i]
+    p, t = _calib_data(0)
+    t[-1] = 0; p[-1] = 0.1  # the last image: no lesion, nothing predicted
+    if 'no pixels' in msg: p, t = p[-1:], t[-1:]
+    with pytest.raises(err, match=msg): f(p, t)
+
+
+# --- conformal -----------------------------------------------------------------------------------
+def _conformal_data(n=300, size=12, seed=0):
+    "Lesions of random size and position (a fifth of the images without), probabilities of varying quality."
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing='ij')
+    c = torch.rand(n, 2, 1, 1, generator=g) * size
+    r = torch.rand(n, 1, 1, generator=g) * size / 3 * (torch.rand(n, 1, 1, generator=g) > 0.2)
+    t = ((yy - c[:, 0]) ** 2 + (xx - c[:, 1]) ** 2 < r ** 2)[:, None]
+    quality = torch.rand(n, 1, 1, 1, generator=g) * 3  # some images much harder than others
+    p = torch.sigmoid(quality * (2 * t.float() - 1) + 1.5 * torch.randn(n, 1, size, size, generator=g) - 0.5)
+    return p, t
+
+def test_fnr_guarantee_over_splits():
+    "Mean test FNR over 100 random halves at most alpha + 0.01 (Monte Carlo tolerance), and not far below."
+    p, t = _conformal_data()
+    for alpha in (0.1, 0.2):
+        fnrs = []
+        for seed in range(100):
+            i = torch.randperm(len(p), generator=torch.Generator().manual_seed(seed))
+            lam = calibrate_fnr(p[i[:150]], t[i[:150]], alpha)
+            fnrs.append(empirical_fnr(p[i[150:]], t[i[150:]], lam))
+        assert alpha - 0.05 < np.mean(fnrs) <= alpha + 0.01, (alpha, np.mean(fnrs))
+
+def test_fdr_and_tolerance_guarantees_over_splits():
+    p, t = _conformal_data(seed=1)
+    fdrs, over = [], []
+    for seed in range(100):
+        i = torch.randperm(len(p), generator=torch.Generator().manual_seed(seed))
+        cal, test = i[:150], i[150:]
+        fdrs.append(image_fdr(p[test], t[test], calibrate_fdr(p[cal], t[cal], 0.2)).mean().item())
+        f = image_fnr(p[test], t[test], calibrate_fnr(p[cal], t[cal], 0.1, tolerance=0.2))
+        over.append((f[~f.isnan()] > 0.2).float().mean().item())
+    assert np.mean(fdrs) <= 0.2 + 0.01 and np.mean(over) <= 0.1 + 0.01, (np.mean(fdrs), np.mean(over))
+
+@pytest.mark.parametrize('empty', ['exclude', 'zero'])
+def test_calibrate_fnr_matches_brute_force(empty):
+    "The threshold is the largest candidate passing the rule, by scanning every probability."
+    p, t = _conformal_data(n=30, size=6, seed=2)
+    alpha = 0.15
+    lam = calibrate_fnr(p, t, alpha, empty=empty)
+    n = int((t.flatten(1).any(1)).sum()) if empty == 'exclude' else len(p)
+    ok = lambda x: n / (n + 1) * empirical_fnr(p, t, x, empty=empty) + 1 / (n + 1) <= alpha + 1e-12
+    cands = sorted(set(p[t].tolist()))
+    passing = [x for x in cands if ok(x)]
+    assert ok(lam) and lam == max(passing)
+    above = [x for x in cands if x > lam]
+    assert not above or not ok(above[0])
+
+def test_fnr_monotone_and_masks_nested():
+    p, t = _conformal_data(n=40, seed=3)
+    curve = torch.stack([image_fnr(p, t, x) for x in np.linspace(0, 1, 41)])
+    lesion = t.flatten(1).any(1)
+    assert (curve[:, lesion].diff(dim=0) >= 0).all() and curve[:, ~lesion].isnan().all()
+    sets = conformal_masks(p, 0.2, 0.7)  # given in either order
+    assert (sets.lower <= sets.upper).all() and torch.equal(sets.lower, p >= 0.7) and torch.equal(sets.upper, p >= 0.2)
+
+CONF_BAD = [
+    (lambda p, t: calibrate_fnr(p, t, alpha=0), ValueError, 'alpha'),
+    (lambda p, t: calibrate_fnr(p, t, alpha=True), ValueError, 'alpha'),
+    (lambda p, t: calibrate_fnr(p, t, empty='drop'), ValueError, 'empty'),
+    (lambda p, t: calibrate_fnr(p, t, tolerance=1.), ValueError, 'tolerance'),
+    (lambda p, t: calibrate_fnr(p[:, 0], t[:, 0]), ValueError, 'N 1 H W'),
+    (lambda p, t: calibrate_fnr(p, t[1:]), ValueError, 'same shape'),
+    (lambda p, t: calibrate_fnr(p * 2, t), ValueError, r'\[0, 1\]'),
+    (lambda p, t: calibrate_fnr(t, t), TypeError, 'floating-point'),
+    (lambda p, t: calibrate_fnr(p, t.float() * 0.5), ValueError, 'binary'),
+    (lambda p, t: calibrate_fnr(p.tolist(), t), TypeError, 'torch.Tensor'),
+    (lambda p, t: calibrate_fdr(p, t, thresholds=[0.5, 0.2]), ValueError, 'increasing'),
+    (lambda p, t: empirical_fnr(p, t, 0.5, empty='nan'), ValueError, 'empty'),
+]
+
+@pytest.mark.parametrize('i', range(len(CONF_BAD)))
+def test_conformal_bad_inputs(i):
+    f, err, msg = CONF_BAD[i]
+    p, t = _conformal_data(n=10)
+    with pytest.raises(err, match=msg): f(p, t)
+
+def test_too_few_calibration_images_warns():
+    p, t = _conformal_data(n=20, seed=4)
+    with pytest.warns(UserWarning, match='calibration images'): assert calibrate_fnr(p[:5], t[:5], 0.1) == 0.
+    with pytest.warns(UserWarning, match='calibration images'): assert calibrate_fdr(p[:5], t[:5], 0.1) == math.inf
