@@ -6,7 +6,8 @@ from segcourse.metrics import confusion, from_counts
 from segcourse.phantoms import PhantomDataset
 from segcourse.thresholds import sweep_thresholds
 from segcourse.widgets import (TABLE_METRICS, annotator_browser, case_browser, threshold_explorer, uncertainty_viewer,
-                               use_static, _binary_entropy)
+                               use_static)
+from segcourse.uncertainty import entropy
 
 torch.set_num_threads(1)
 
@@ -124,7 +125,7 @@ def test_uncertainty_viewer_properties():
     samples = torch.rand(6, 2, 1, 8, 8, generator=g)
     ex = uncertainty_viewer(samples)
     ent, mi = (ex.fig.axes[k].images[0].get_array() for k in (1, 2))
-    np.testing.assert_allclose(ent, _binary_entropy(samples[:, 0].mean(0))[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(ent, entropy(samples[:, :1].mean(0))[0, 0].numpy(), atol=1e-5)
     assert (mi >= -1e-6).all() and (mi <= ent + 1e-6).all()
     same = uncertainty_viewer(samples[:1].expand(5, -1, -1, -1, -1).clone())
     assert same.table['max_mutual_information'] == pytest.approx(0, abs=1e-5)
