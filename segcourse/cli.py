@@ -68,7 +68,7 @@ def _thresholds(text:str) -> tuple:
     return t
 
 TRAIN_OPTIONS = [  # (flag, RunConfig field, type, help)
-    ('--data', 'data', str, "phantom, lgg:PATH (Kaggle kaggle_3m layout) or folder:PATH (images/ + masks/)"),
+    ('--data', 'data', str, "phantom, lgg:PATH (Kaggle kaggle_3m layout), folder:PATH (images/ + masks/) or packed:FILE.npz"),
     ('--model', 'model', str, 'unet, segnet, unetpp or transunet'),
     ('--features', 'features', _features, 'widths per level, e.g. 16,32,64,128'),
     ('--norm', 'norm', str, 'batch, instance, group or none'),
@@ -132,6 +132,13 @@ def _add_run_commands(sub):
     q.add_argument('--threshold', type=float, help="probability threshold (default: the run's)")
     q.add_argument('--format', choices=['auto', 'png', 'tif'], default='auto', help='mask file type (default: %(default)s)')
     q.add_argument('--device', choices=['cuda', 'mps', 'cpu'], help='device (default: the best available)')
+    k = sub.add_parser('pack', help='pack LGG or an image folder into one compressed .npz (for a GPU machine or Colab)',
+                       description='Read every slice of lgg:PATH or folder:PATH at --size and write images (uint8), masks '
+                                   '(bits) and case ids into one compressed .npz; train on it with --data packed:FILE.npz.')
+    k.add_argument('--data', required=True, help='lgg:PATH or folder:PATH')
+    k.add_argument('--size', type=_positive_int, default=default.size, help='slices are resized to SIZE x SIZE (default: %(default)s)')
+    k.add_argument('--out', required=True, help='the .npz file to write')
+    k.add_argument('--no-progress', action='store_true', help='hide the progress bar')
 
 # %% ../nbs/api/11_cli.ipynb #7d710fab
 def _demo(args) -> int:
@@ -184,7 +191,18 @@ def _predict(args) -> int:
     print(f"wrote masks and probabilities of {len(recs)} image(s) to {args.out}")
     return 0
 
-COMMANDS = {'demo': _demo, 'train': _train, 'evaluate': _evaluate, 'predict': _predict}
+def _pack(args) -> int:
+    from segcourse.runs import RunConfig, load_dataset, parse_data
+    from segcourse.packed import pack_dataset
+    kind, path = parse_data(args.data)
+    if kind not in ('lgg', 'folder'): raise ValueError(f"pack needs --data lgg:PATH or folder:PATH, got {args.data!r}")
+    ds = load_dataset(RunConfig(data=args.data, size=args.size), kind, path)
+    out = pack_dataset(ds, args.out, progress=not args.no_progress)
+    print(f"packed {len(ds)} slices of {len(set(ds.case_ids))} cases at {args.size}x{args.size} into {out} "
+          f"({out.stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+COMMANDS = {'demo': _demo, 'train': _train, 'evaluate': _evaluate, 'predict': _predict, 'pack': _pack}
 
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `segcourse` command."

@@ -18,6 +18,7 @@ from .core import check_option, get_device, set_threads
 from .phantoms import PhantomDataset
 from .lgg import LGGDataset, _cases_folder
 from .folders import FolderDataset
+from .packed import PackedDataset
 from .readers import IMAGE_SUFFIXES, image_to_tensor, read_image
 from .splits import split_by_case
 from .transforms import default_augmentation
@@ -35,10 +36,11 @@ __all__ = ['DATA_KINDS', 'MASK_DIRS', 'LAYOUTS_HELP', 'SPLITS', 'folder_patterns
            'format_evaluation', 'predict_files']
 
 # %% ../nbs/api/08d_runs.ipynb #1f262d19
-DATA_KINDS = ('phantom', 'lgg', 'folder')
+DATA_KINDS = ('phantom', 'lgg', 'folder', 'packed')
 MASK_DIRS = ('masks', 'labels', 'mask', 'gt')
 LAYOUTS_HELP = ("expected 'phantom', 'lgg:PATH' (PATH/<case>/<case>_<n>.tif with <case>_<n>_mask.tif, as Kaggle's kaggle_3m) "
-                "or 'folder:PATH' (PATH/images/<name>.<ext> with PATH/masks/<name>.<ext> or PATH/masks/<name>_mask.<ext>)")
+                "or 'folder:PATH' (PATH/images/<name>.<ext> with PATH/masks/<name>.<ext> or PATH/masks/<name>_mask.<ext>) "
+                "or 'packed:FILE.npz' (written by segcourse.packed.pack_dataset)")
 
 def folder_patterns(root:str|os.PathLike) -> tuple[str, str]|None:
     "`(images, masks)` patterns for `FolderDataset` if `root` has an images/ + masks/ layout, else None."
@@ -59,11 +61,12 @@ def parse_data(spec:str) -> tuple[str, Path|None]:
         if kind == 'phantom': return kind, None
         if not path: raise ValueError(f"data={spec!r} needs a path: {kind}:PATH")
         path = Path(path).expanduser()
-        if not path.exists(): raise FileNotFoundError(f"data path {path}: no such folder")
+        if not path.exists(): raise FileNotFoundError(f"data path {path}: no such {'file' if kind == 'packed' else 'folder'}")
         return kind, path
     path = Path(spec).expanduser()
     if not path.exists():
         raise ValueError(f"data={spec!r} is neither a known kind {list(DATA_KINDS)} nor an existing path; {LAYOUTS_HELP}")
+    if path.is_file() and path.suffix == '.npz': return 'packed', path
     if _cases_folder(path) is not None and folder_patterns(path) is None: return 'lgg', path
     if folder_patterns(path) is not None: return 'folder', path
     raise ValueError(f"data path {path} is not a known layout; {LAYOUTS_HELP}")
@@ -132,6 +135,7 @@ def load_dataset(cfg:RunConfig, kind:str|None=None, path:Path|None=None, seed_of
     if kind is None: kind, path = parse_data(cfg.data)
     if kind == 'phantom': return PhantomDataset(n=cfg.n_train, seed=cfg.seed * 3 + seed_offset, size=cfg.size)
     if kind == 'lgg': return LGGDataset(path, channels=cfg.channels, size=cfg.size, cache=True)
+    if kind == 'packed': return PackedDataset(path, size=cfg.size)
     pats = folder_patterns(path)
     if pats is None: raise ValueError(f"data path {path} is not a known layout; {LAYOUTS_HELP}")
     return FolderDataset(path, images=pats[0], masks=pats[1], size=cfg.size, cache=True)

@@ -1,0 +1,95 @@
+"""Packed data sets: a `.npz` copy of a file data set gives the same items, feeds `segcourse train`, and
+bad files get errors that name them."""
+import os, subprocess, sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from segcourse.lgg import LGGDataset, write_lgg_case
+from segcourse.packed import PackedDataset, pack_dataset
+from segcourse.readers import FileProblem
+from segcourse.runs import RunConfig, load_splits, parse_data
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).parents[1]
+SHARED = Path(os.environ.get('SEGCOURSE_SHARED_DATA') or ROOT.parent/'shared'/'data')
+LGG_SAMPLE = SHARED/'lgg-sample'/'kaggle_3m'
+
+@pytest.fixture(scope='module')
+def lgg_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp('lgg')/'kaggle_3m'
+    rng = np.random.default_rng(1)
+    for k in range(4):
+        masks = np.zeros((5, 80, 80), np.uint8); masks[1:4, 20 + k:40 + k, 30:50] = 1
+        write_lgg_case(root, f'TCGA_C{k}_000{k}_20000101', rng.integers(0, 256, (5, 80, 80, 3), dtype=np.uint8), masks)
+    return root
+
+def test_round_trip_with_uint8_and_resizing(lgg_folder, tmp_path):
+    ds = LGGDataset(lgg_folder, size=48, uint8=True)
+    packed = PackedDataset(pack_dataset(ds, tmp_path/'p.npz'), uint8=True)
+    assert len(packed) == len(ds) == 20 and packed.case_ids == ds.case_ids
+    for i in (0, 7, 19):
+        assert torch.equal(packed[i][0], ds[i][0]) and packed[i][0].dtype == torch.uint8
+        assert torch.equal(packed[i][1], ds[i][1])
+    assert PackedDataset(tmp_path/'p.npz', size=24)[3][0].shape == (3, 24, 24)
+
+def test_no_temporary_file_is_left(lgg_folder, tmp_path):
+    pack_dataset(LGGDataset(lgg_folder, size=32), tmp_path/'q.npz')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['q.npz']
+
+def test_items_of_different_sizes_are_refused(tmp_path):
+    class Mixed(LGGDataset):
+        def __init__(self): self.items, self.size, self._cache, self.cache = [('a', 0), ('b', 1)], None, {}, False
+        def raw(self, i): return np.zeros((8 + i, 8, 3), np.uint8), np.zeros((1, 8 + i, 8), np.uint8)
+        @property
+        def case_ids(self): return ['a', 'b']
+    with pytest.raises(ValueError, match='size='):
+        pack_dataset(Mixed(), tmp_path/'m.npz')
+
+def test_pack_refuses_a_dataset_without_raw(tmp_path):
+    from segcourse.phantoms import PhantomDataset
+    with pytest.raises(TypeError, match='PhantomDataset'):
+        pack_dataset(PhantomDataset(n=2, size=32), tmp_path/'x.npz')
+
+def test_bad_annotator_is_refused_up_front(lgg_folder, tmp_path):
+    path = pack_dataset(LGGDataset(lgg_folder, size=32), tmp_path/'a.npz')
+    with pytest.raises(ValueError, match='annotator'):
+        PackedDataset(path, annotator=3)
+
+def test_run_config_splits_a_packed_file_by_case(lgg_folder, tmp_path):
+    path = pack_dataset(LGGDataset(lgg_folder, size=32), tmp_path/'lgg32.npz')
+    assert parse_data(f'packed:{path}') == ('packed', path)
+    assert parse_data(str(path)) == ('packed', path)
+    with pytest.raises(FileNotFoundError, match='no such file'):
+        parse_data(f'packed:{tmp_path}/missing.npz')
+    splits = load_splits(RunConfig(data=f'packed:{path}', size=32, val_fraction=0.25))
+    train, val = set(splits['train'].case_ids), set(splits['val'].case_ids)
+    assert train and val and not train & val and len(train | val) == 4
+
+def test_segcourse_train_on_a_packed_file(lgg_folder, tmp_path):
+    path = pack_dataset(LGGDataset(lgg_folder, size=32), tmp_path/'lgg32.npz')
+    env = dict(os.environ, OMP_NUM_THREADS='1', SEGCOURSE_THREADS='1', TQDM_DISABLE='1')
+    r = subprocess.run([sys.executable, '-m', 'segcourse', 'train', '--data', f'packed:{path}', '--quick', '--no-progress',
+                        '--epochs', '1', '--size', '32', '--out', str(tmp_path/'run')], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path/'run'/'last.pt').is_file()
+
+@pytest.mark.skipif(not LGG_SAMPLE.is_dir(), reason=f'LGG sample not found (set SEGCOURSE_SHARED_DATA; looked in {LGG_SAMPLE})')
+def test_real_lgg_sample_packs_losslessly(tmp_path):
+    ds = LGGDataset(LGG_SAMPLE)
+    packed = PackedDataset(pack_dataset(ds, tmp_path/'sample.npz'))
+    assert packed.case_ids == ds.case_ids
+    for i in range(0, len(ds), 11):
+        assert torch.equal(packed[i][0], ds[i][0]) and torch.equal(packed[i][1], ds[i][1])
+
+def test_segcourse_pack_writes_a_file_train_can_read(lgg_folder, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS='1', SEGCOURSE_THREADS='1', TQDM_DISABLE='1')
+    def pack(*args): return subprocess.run([sys.executable, '-m', 'segcourse', 'pack', *args], capture_output=True, text=True, env=env, timeout=300)
+    r = pack('--data', f'lgg:{lgg_folder}', '--size', '40', '--out', str(tmp_path/'c.npz'), '--no-progress')
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 'packed 20 slices of 4 cases at 40x40' in r.stdout
+    assert PackedDataset(tmp_path/'c.npz')[0][0].shape == (3, 40, 40)
+    r = pack('--data', 'phantom', '--out', str(tmp_path/'d.npz'))
+    assert r.returncode == 2 and 'lgg:PATH or folder:PATH' in r.stderr and 'Traceback' not in r.stderr
