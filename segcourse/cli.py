@@ -161,7 +161,7 @@ def _train(args) -> int:
     if args.tensorboard: given['tensorboard'] = True
     if args.augment: given['augment'] = True
     try:
-        if init_distributed() and 'lesion_share' not in given: given['lesion_share'] = None  # not supported across processes
+        init_distributed()
         cfg = RunConfig.quick(**given) if args.quick else RunConfig(**given)
         res = train_run(cfg, args.out, device=args.device, progress=not args.no_progress, resume=args.resume)
         if is_main():

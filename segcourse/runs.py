@@ -92,7 +92,7 @@ class RunConfig:
     val_fraction:float = 0.2      # share of cases held out for validation (LGG, folders)
     n_train:int = 480             # phantoms for training
     n_val:int = 64                # phantoms for validation
-    lesion_share:float|None = 0.5 # oversample lesion slices (single process only)
+    lesion_share:float|None = 0.5 # oversample lesion slices (also across processes)
     output_prior:float|None = 0.01
     seed:int = 0
     amp:bool|str = True           # mixed precision: True (CUDA only), 'bf16' (also on a CPU), 'fp16' or False

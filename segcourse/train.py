@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset, WeightedRandomSampler
 from tqdm.auto import tqdm
 
 from .core import check_option, get_device, seed_everything
@@ -19,12 +19,12 @@ from .metrics import summarize
 from .accumulate import MetricAccumulator
 from .optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_scheduler
 from .checkpoint import load_checkpoint, load_weights, save_checkpoint, save_history, set_rng_states, atomic_write_text
-from .distributed import gather_objects, get_world_size, is_distributed, is_main, local_device, mean_over_ranks, shard, wrap_ddp, barrier
+from .distributed import gather_objects, get_rank, get_world_size, is_distributed, is_main, local_device, mean_over_ranks, shard, wrap_ddp, barrier
 
 # %% auto #0
-__all__ = ['VAL_METRICS', 'AMP_MODES', 'lesion_sampler', 'make_loader', 'dataset_case_ids', 'train_one_epoch', 'predict',
-           'validate', 'validation_metrics', 'evaluate', 'init_output_prior', 'amp_setup', 'merge_accumulators',
-           'history_keys', 'fit']
+__all__ = ['VAL_METRICS', 'AMP_MODES', 'lesion_sampler', 'lesion_weights', 'DistributedLesionSampler', 'make_loader',
+           'dataset_case_ids', 'train_one_epoch', 'predict', 'validate', 'validation_metrics', 'evaluate',
+           'init_output_prior', 'amp_setup', 'merge_accumulators', 'history_keys', 'fit']
 
 # %% ../nbs/api/08_train.ipynb #c7a89f4c
 def lesion_sampler(ds:Dataset, # A segcourse data set (with `item_info`)
@@ -33,12 +33,33 @@ def lesion_sampler(ds:Dataset, # A segcourse data set (with `item_info`)
                    seed:int=0, # Seed of the draws
                   ) -> WeightedRandomSampler:
     "A sampler that draws lesion slices with probability `lesion_share`."
+    return WeightedRandomSampler(lesion_weights(ds, lesion_share), num_samples or len(ds),
+                                 replacement=True, generator=torch.Generator().manual_seed(seed))
+
+def lesion_weights(ds:Dataset, lesion_share:float=0.5) -> torch.Tensor:
+    "Draw weights per item: lesion items share `lesion_share` of the total (uniform if all or none have a lesion)."
     if not 0 < lesion_share < 1: raise ValueError(f"lesion_share must be in (0, 1), got {lesion_share}")
     has = np.array([ds.item_info(i)['foreground_fraction'] > 0 for i in range(len(ds))])
     if has.all() or not has.any(): weights = np.ones(len(ds))
     else: weights = np.where(has, lesion_share/has.sum(), (1 - lesion_share)/(~has).sum())
-    return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples or len(ds),
-                                 replacement=True, generator=torch.Generator().manual_seed(seed))
+    return torch.as_tensor(weights, dtype=torch.double)
+
+class DistributedLesionSampler(Sampler):
+    "Lesion oversampling under several processes: each draws its share of an epoch from a stream seeded by (seed, rank, epoch)."
+    def __init__(self, ds:Dataset, lesion_share:float=0.5, seed:int=0,
+                 rank:int|None=None, world_size:int|None=None, # Default: this process's rank and the number of processes
+                ):
+        self.weights, self.seed, self.epoch = lesion_weights(ds, lesion_share), seed, 0
+        self.rank = get_rank() if rank is None else rank
+        self.world_size = get_world_size() if world_size is None else world_size
+        self.num_samples = math.ceil(len(ds) / self.world_size)
+    def set_epoch(self, epoch:int): self.epoch = epoch
+    def __len__(self): return self.num_samples
+    def __iter__(self):
+        # draws with replacement are independent, so independent streams per process equal one global draw
+        state = np.random.SeedSequence([self.seed, self.rank, self.epoch]).generate_state(1)[0]
+        g = torch.Generator().manual_seed(int(state))
+        return iter(torch.multinomial(self.weights, self.num_samples, replacement=True, generator=g).tolist())
 
 def make_loader(ds:Dataset, batch_size:int=16, # Items per batch
                 shuffle:bool=False, # Shuffle each epoch (ignored with a sampler)
@@ -185,8 +206,7 @@ def _loss_module(loss, model:nn.Module) -> nn.Module:
 
 def _train_loader(data, batch_size, lesion_share, num_workers, seed) -> DataLoader:
     if is_distributed():
-        if lesion_share: raise ValueError("lesion_share is not supported with several processes yet; pass lesion_share=None")
-        sampler = DistributedSampler(data, shuffle=True, seed=seed)
+        sampler = DistributedLesionSampler(data, lesion_share, seed) if lesion_share else DistributedSampler(data, shuffle=True, seed=seed)
     else: sampler = lesion_sampler(data, lesion_share, seed=seed) if lesion_share else None
     return make_loader(data, batch_size, shuffle=True, sampler=sampler, num_workers=num_workers, seed=seed)
 
@@ -343,7 +363,7 @@ def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
         if patience is not None and best_epoch is not None and epoch - 1 - best_epoch >= patience: break
         if _out_of_time(started, history[-1]['seconds'] if history else 0., time_limit): break
         begin = time.perf_counter()
-        if isinstance(train_loader.sampler, DistributedSampler): train_loader.sampler.set_epoch(epoch)
+        if hasattr(train_loader.sampler, 'set_epoch'): train_loader.sampler.set_epoch(epoch)
         train_loss = train_one_epoch(net, train_loader, loss_fn, opt, device, sched if per_step else None,
                                      progress and main, amp_dtype, scaler, grad_clip, channels_last, augment)
         row = dict(epoch=epoch, train_loss=mean_over_ranks(train_loss, len(train_loader.sampler)))

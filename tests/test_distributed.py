@@ -40,3 +40,28 @@ def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
             assert abs(ha[k] - hb[k]) < 1e-4, (k, ha[k], hb[k])
     assert sorted(p.name for p in (tmp_path/'two').iterdir() if not p.name.startswith('.')) == \
         ['best.pt', 'config.json', 'history.csv', 'history.json', 'history.png', 'last.pt']
+
+def test_lesion_oversampling_across_processes(tmp_path):
+    "Two processes with --lesion-share: each draws its half of the epoch; the run trains, records the share and resumes."
+    args = [a for a in COMMON if a not in ('--lesion-share', 'none')] + ['--lesion-share', '0.5', '--batch-size', '4']
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', '-m', 'segcourse', *args]
+    r = subprocess.run(cmd + ['--out', tmp_path/'run'], capture_output=True, text=True, timeout=180, env=_env())
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((tmp_path/'run'/'config.json').read_text())['run']['lesion_share'] == 0.5
+    r = subprocess.run([a if a != '3' else '4' for a in cmd] + ['--out', tmp_path/'run', '--resume'], capture_output=True, text=True, timeout=180, env=_env())
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert load_checkpoint(tmp_path/'run'/'last.pt')['epoch'] == 4
+
+def test_distributed_lesion_sampler_shares_and_splits_the_epoch():
+    from segcourse.phantoms import PhantomDataset
+    from segcourse.train import DistributedLesionSampler
+    ds = PhantomDataset(n=96, seed=3, size=32)
+    has = [ds.item_info(i)['foreground_fraction'] > 0 for i in range(len(ds))]
+    draws = []
+    for epoch in range(20):
+        for rank in range(3):
+            s = DistributedLesionSampler(ds, 0.5, seed=1, rank=rank, world_size=3); s.set_epoch(epoch)
+            assert len(s) == 32
+            draws += list(s)
+    assert abs(sum(has[i] for i in draws) / len(draws) - 0.5) < 0.03  # 1,920 draws
+    assert sum(has) / len(has) < 0.45  # the data alone would not give half
