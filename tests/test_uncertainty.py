@@ -190,3 +190,15 @@ def test_prob_unet_fit_checkpoint_and_samples(tmp_path):
     torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match='needs dropout layers'): predict_samples(net, x, method='mc_dropout')
     assert predict_samples(net, x, n=2, method='tta').shape == (2, 3, 1, 32, 32)
+
+@pytest.mark.parametrize('out_channels', [1, 3])
+def test_tta_non_square_and_multiclass_maps_back(out_channels):
+    "TTA on a 16x24 batch: rotated inputs are 24x16, every prediction is mapped back to 16x24."
+    torch.manual_seed(0)
+    point = nn.Conv2d(1, out_channels, 1)
+    x = torch.randn(2, 1, 16, 24)
+    s = predict_samples(point, x, n=8, method='tta', intensity=0.)
+    assert s.shape == (8, 2, out_channels, 16, 24)
+    plain = predict_samples(point, x, n=1, method='tta')[0]
+    torch.testing.assert_close(s, plain.expand_as(s), atol=1e-6, rtol=0)
+    assert predict_samples(dropout_net(out_channels=out_channels), x, n=8, method='tta').shape == (8, 2, out_channels, 16, 24)
