@@ -198,3 +198,7 @@ add_question('l10-augmentation', 10, "A model trained with noise augmentation ke
              "blur. What does this show?", 'a', "Augmentation teaches invariance to what it simulates; test each "
              "corruption you expect.", options=("augmentation protects against what it simulates, not the rest",
                                                 "blur is always harder than noise", "the model is overfitting"))
+add_question('l11-per-patient', 11, "Seven validation patients score Dice 0.02, 0.79, 0.71, 0.00, 0.78, 0.83 and 0.00. "
+             "Which summary describes a typical patient best?", 'b', "The median (0.71) is robust to the two patients the "
+             "model missed entirely; the mean (0.45) is dragged down by them. Report both, and look at the failures.",
+             options=("the mean per patient", "the median per patient", "the Dice of all pixels pooled"))
