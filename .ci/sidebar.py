@@ -1,4 +1,4 @@
-"""Write nbs/sidebar.yml: home, the lessons in curriculum order, then the API reference.
+"""Write nbs/sidebar.yml: home, the lessons in curriculum order, the instructor guides, then the API reference.
 
 settings.ini has `custom_sidebar = True` so that `nbdev_docs` keeps this order (nbdev's own sidebar
 would put `api/` before `lessons/`). `python .ci/sidebar.py --check` fails if the file is out of date.
@@ -12,6 +12,7 @@ def render() -> str:
     def nbs(folder): return sorted(str(p.relative_to(NBS)) for p in (NBS/folder).glob('*.ipynb') if not p.name.startswith('_'))
     lines = ['website:', '  sidebar:', '    contents:', '      - index.ipynb',
              '      - section: Lessons', '        contents:'] + [f'          - {p}' for p in nbs('lessons')]
+    lines += ['      - section: For instructors', '        contents:'] + [f'          - {p}' for p in nbs('guides')]
     lines += ['      - section: API reference', '        contents:'] + [f'          - {p}' for p in nbs('api')]
     return '\n'.join(lines) + '\n'
 

@@ -83,3 +83,44 @@ def test_no_cell_relies_on_semicolon_suppression(nb):
     bad = [i for i, c in enumerate(json.loads(nb.read_text())['cells'])
            if c['cell_type'] == 'code' and ''.join(c['source']).rstrip().endswith(';')]
     assert not bad, f'{nb.name}: cells {bad} end with ";"'
+
+def _settings():
+    cfg = ConfigParser(delimiters=['=']); cfg.read(ROOT/'settings.ini')
+    return cfg['DEFAULT']
+
+def lessons(): return sorted((NBS/'lessons').glob('*.ipynb'))
+
+def _markdown(nb): return [''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'markdown']
+
+@pytest.mark.parametrize('nb', lessons(), ids=lambda p: p.name)
+def test_lesson_has_colab_badge_to_itself(nb):
+    s = _settings()
+    url = f"https://colab.research.google.com/github/{s['user']}/{s['repo']}/blob/{s['branch']}/nbs/lessons/{nb.name}"
+    md = _markdown(nb)
+    assert len(md) > 1 and url in md[1], f'{nb.name}: the cell after the title needs the "Open in Colab" badge linking {url}'
+
+@pytest.mark.parametrize('nb', lessons(), ids=lambda p: p.name)
+def test_lesson_has_objectives_time_summary_and_exercises(nb):
+    text = '\n'.join(_markdown(nb))
+    for part in ('Learning objectives', '**Time', '## Summary', '## Exercises'):
+        assert part in text, f'{nb.name}: no "{part}"'
+    code = [''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code']
+    assert any('run_mode(' in c for c in code[:4]), f'{nb.name}: the smoke/full switch (run_mode) belongs near the top'
+    assert any(c.startswith('#| code-fold: true') for c in code), f'{nb.name}: exercises need a folded solution cell'
+
+def test_changelog_has_a_section_for_the_version():
+    version = _settings()['version']
+    assert re.search(rf'^## {re.escape(version)}\b', (ROOT/'CHANGELOG.md').read_text(), re.M), f'CHANGELOG.md: no "## {version}" section'
+
+def test_citation_file_does_not_repeat_the_version():
+    cff = (ROOT/'CITATION.cff').read_text()
+    assert cff.startswith('cff-version:') and 'title:' in cff and 'authors:' in cff
+    assert not re.search(r'^version:', cff, re.M), 'the version is defined once, in settings.ini'
+
+@pytest.mark.parametrize('nb', lessons(), ids=lambda p: p.name)
+def test_lesson_figures_have_captions(nb):
+    cells = json.loads(nb.read_text())['cells']
+    missing = [i for i, c in enumerate(cells) if c['cell_type'] == 'code'
+               and any('image/png' in o.get('data', {}) for o in c.get('outputs', []))
+               and not ''.join(c['source']).startswith('#| fig-cap:')]
+    assert not missing, f'{nb.name}: figure cells without a "#| fig-cap:" first line: {missing}'

@@ -1,0 +1,109 @@
+"""The LGG quality goal of issue 7: mean per-case 3D Dice on held-out patients after a fixed training time.
+
+    OMP_NUM_THREADS=2 python benchmarks/lgg_quality.py [--minutes 30] [--size 128] [--features 16,32,64,128]
+                                                       [--val-cases 7] [--data PATH] [--out DIR]
+
+Protocol: the `lgg-dev` patients (env `SEGCOURSE_SHARED_DATA`, else `../shared/data`; or `--data`: a
+`kaggle_3m` folder or a `.npz` from `segcourse pack`) split by patient with `split_by_case` (seed 0,
+stratified by lesion), `--val-cases` patients held out. The epoch count is chosen from the measured time of
+a few training steps so that a one-cycle schedule ends within `--minutes`; `fit`'s `time_limit` is the
+guard. Reported: wall minutes, epochs, and the Dice of every validation patient computed in 3D (all its
+slices' confusion counts summed), with the mean and the median, raw and after keeping the largest
+connected component of each patient's predicted volume. Prints the machine load: figures from a shared
+machine are not comparable.
+"""
+import argparse, math, os, time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from segcourse.accumulate import MetricAccumulator
+from segcourse.core import set_threads
+from segcourse.lgg import LGGDataset
+from segcourse.models import get_model
+from segcourse.packed import PackedDataset
+from segcourse.splits import split_by_case, subsets
+from segcourse.train import fit, make_loader, predict
+
+def shared_lgg() -> Path:
+    root = Path(os.environ.get('SEGCOURSE_SHARED_DATA') or Path(__file__).resolve().parents[2]/'shared'/'data')
+    return root/'lgg-dev'/'kaggle_3m'
+
+def largest_component(volume:np.ndarray) -> np.ndarray:
+    "The largest 3D connected component of a boolean `D H W` volume (empty stays empty)."
+    labels, n = ndimage.label(volume)
+    if n < 2: return volume
+    sizes = ndimage.sum_labels(volume, labels, range(1, n + 1))
+    return labels == 1 + int(np.argmax(sizes))
+
+def per_case_dice(probs, targets, case_ids, postprocess=False) -> dict:
+    acc = MetricAccumulator(('dice',))
+    ids = np.array(case_ids)
+    for case in dict.fromkeys(case_ids):
+        idx = np.flatnonzero(ids == case)
+        pred = probs[idx, 0].numpy() >= 0.5
+        if postprocess: pred = largest_component(pred)
+        acc.update(torch.from_numpy(pred)[:, None], targets[idx], case_id=case)
+    return dict(zip(acc.case_ids(), acc.compute('case', 'none')['dice'].tolist()))
+
+def steps_per_second(model, data, batch_size, steps=6) -> float:
+    "Training steps per second, timed after two warm-up steps (a throwaway copy of the model)."
+    import copy
+    m = copy.deepcopy(model); opt = torch.optim.Adam(m.parameters(), 1e-3)
+    it = iter(make_loader(data, batch_size, shuffle=True))
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    for k in range(steps + 2):
+        if k == 2: t = time.perf_counter()
+        x, y = next(it)
+        opt.zero_grad(); loss_fn(m(x), y).backward(); opt.step()
+    return steps / (time.perf_counter() - t)
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--minutes', type=float, default=30.0)
+    ap.add_argument('--size', type=int, default=128)
+    ap.add_argument('--features', default='16,32,64,128')
+    ap.add_argument('--batch-size', type=int, default=16)
+    ap.add_argument('--lr', type=float, default=3e-3)
+    ap.add_argument('--val-cases', type=int, default=7)
+    ap.add_argument('--data', default=None)
+    ap.add_argument('--out', default=None)
+    ap.add_argument('--threads', type=int, default=None)
+    a = ap.parse_args()
+    set_threads(a.threads)
+    src = Path(a.data) if a.data else shared_lgg()
+    if not src.exists(): raise SystemExit(f"no LGG data at {src}: pass --data or set SEGCOURSE_SHARED_DATA")
+    ds = PackedDataset(src, size=a.size) if src.suffix == '.npz' else LGGDataset(src, size=a.size, cache=True)
+    n_cases = len(set(ds.case_ids))
+    parts = subsets(ds, split_by_case(ds, {'train': 1 - a.val_cases / n_cases, 'val': a.val_cases / n_cases}, seed=0, stratify='lesion'))
+    train, val = parts['train'], parts['val']
+    print(f"{len(train)} training slices of {len(set(train.case_ids))} patients, {len(val)} validation slices of "
+          f"{len(set(val.case_ids))} patients, {a.size}x{a.size}, torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}")
+    t0 = time.perf_counter()
+    for i in range(len(ds)): ds.raw(i)  # decode once into the cache (counted in the budget)
+    features = tuple(int(f) for f in a.features.split(','))
+    model = get_model('unet', in_channels=3, features=features)
+    sps = steps_per_second(model, train, a.batch_size)
+    steps_per_epoch = math.ceil(len(train) / a.batch_size)
+    epoch_s = steps_per_epoch / sps * 1.1 + len(val) / (a.batch_size * sps) * 0.5  # + validation, about a third of a step per batch
+    budget = a.minutes * 60 - (time.perf_counter() - t0)
+    epochs = max(1, int(budget / epoch_s))
+    print(f"{sps:.2f} steps/s, about {epoch_s:.0f} s per epoch: {epochs} epochs in the {a.minutes:g}-minute budget")
+    history = fit(model, train, val, loss='dice_bce', epochs=epochs, batch_size=a.batch_size, lr=a.lr, schedule='onecycle',
+                  lesion_share=0.5, output_prior=0.01, detailed=True, time_limit=a.minutes - (time.perf_counter() - t0) / 60,
+                  out=a.out, progress=False, seed=0)
+    minutes = (time.perf_counter() - t0) / 60
+    probs = predict(model, val)
+    targets = torch.stack([val[i][1] for i in range(len(val))])
+    for post in (False, True):
+        d = per_case_dice(probs, targets, val.case_ids, post)
+        v = np.array(list(d.values()))
+        print(f"{'largest component' if post else 'raw':<18} per-case 3D Dice mean {v.mean():.3f} median {np.median(v):.3f} "
+              f"min {v.min():.3f}: " + ', '.join(f'{x:.2f}' for x in v))
+    print(f"{len(history)} epochs in {minutes:.1f} min (budget {a.minutes:g}); best validation per-case mean during training "
+          f"{max(h['val_dice_case_mean'] for h in history):.3f}; load {os.getloadavg()[0]:.1f}")
+
+if __name__ == '__main__':
+    main()
