@@ -117,8 +117,8 @@ def test_citation_file_does_not_repeat_the_version():
     assert cff.startswith('cff-version:') and 'title:' in cff and 'authors:' in cff
     assert not re.search(r'^version:', cff, re.M), 'the version is defined once, in settings.ini'
 
-@pytest.mark.parametrize('nb', lessons(), ids=lambda p: p.name)
-def test_lesson_figures_have_captions(nb):
+@pytest.mark.parametrize('nb', notebooks(), ids=lambda p: str(p.relative_to(NBS)))
+def test_figures_have_captions(nb):
     cells = json.loads(nb.read_text())['cells']
     missing = [i for i, c in enumerate(cells) if c['cell_type'] == 'code'
                and any('image/png' in o.get('data', {}) for o in c.get('outputs', []))
