@@ -23,7 +23,8 @@ $pip install -q "$wheel"
 $pip install -q nbclient nbformat ipykernel
 
 cd "$tmp"
-export SEGCOURSE_MODE=smoke SEGCOURSE_THREADS=2 TQDM_DISABLE=1 MPLBACKEND=Agg
+# one thread: it runs beside the tests
+export SEGCOURSE_MODE=smoke SEGCOURSE_THREADS=1 OMP_NUM_THREADS=1 TQDM_DISABLE=1 MPLBACKEND=Agg
 "$tmp/venv/bin/segcourse" --version
 "$tmp/venv/bin/python" -c "import segcourse, os; assert not segcourse.__file__.startswith('$repo'), segcourse.__file__; print('imported from', os.path.dirname(segcourse.__file__))"
 "$tmp/venv/bin/segcourse" demo --quick --out "$tmp/demo" --no-progress
