@@ -21,6 +21,7 @@ from scipy import ndimage
 
 from segcourse.accumulate import MetricAccumulator
 from segcourse.core import set_threads
+from segcourse.lesions import components
 from segcourse.lgg import LGGDataset
 from segcourse.models import get_model
 from segcourse.packed import PackedDataset
@@ -33,7 +34,7 @@ def shared_lgg() -> Path:
 
 def largest_component(volume:np.ndarray) -> np.ndarray:
     "The largest 3D connected component of a boolean `D H W` volume (empty stays empty)."
-    labels, n = ndimage.label(volume)
+    labels, n = components(volume, connectivity=1)
     if n < 2: return volume
     sizes = ndimage.sum_labels(volume, labels, range(1, n + 1))
     return labels == 1 + int(np.argmax(sizes))
