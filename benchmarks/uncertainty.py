@@ -1,12 +1,15 @@
-"""MC-dropout sampling speed: 20 samples for a batch of 8 at 128x128 on the CPU, one batched forward
-(the batch repeated 20 times, `predict_samples`) against a Python loop of 20 forwards (goal: batched
-at least 1.5x faster).
+"""MC-dropout sampling speed: 20 samples for a batch of 8 at 128x128 on the CPU, `predict_samples`
+against a Python loop of 20 forwards (goal: at least 1.5x faster).
 
-Run: `python benchmarks/uncertainty.py [--threads 1] [--repeats 5]`. Prints wall and CPU seconds of
-both (best of the interleaved repeats), their ratio, and the ratio for other `batch_size` chunks
-and `predict_samples`' default, all measured in this run; the machine's load average is printed too,
-since other processes slow both sides. On a CPU the convolutions are bound by memory traffic, so the
-one big batch is not faster there (see the uncertainty notebook); the goal is one for GPUs.
+Run: `python benchmarks/uncertainty.py [--threads 1] [--repeats 5]`. Two U-Nets (widths 16..128,
+dropout 0.1): one with dropout in every block (the default places), one with dropout in the decoder
+only. For each it prints wall and CPU seconds (best of the interleaved repeats) of the loop, of one
+batched forward of all 160 items, of `predict_samples`' default and their ratios to the loop, all
+measured in this run; the machine's load average is printed too, since other processes slow both
+sides. `UNet.forward_samples` runs the blocks before the first dropout once per image, so with
+dropout in the decoder only the encoder and the bottleneck run once instead of 20 times; with dropout
+everywhere nothing can be shared, and on a CPU, where convolutions are bound by memory traffic, a
+bigger batch alone gains little (see the uncertainty notebook).
 """
 import argparse, os, resource, time
 os.environ.setdefault('OMP_NUM_THREADS', '1')
@@ -27,6 +30,13 @@ def looped(model, x, n):
     with mc_dropout_mode(model), torch.inference_mode():
         return torch.stack([to_probabilities(model(x)) for _ in range(n)])
 
+def unshared(model, x, n, batch_size):
+    "The batch repeated n times through the whole model, in pieces of `batch_size` items (no sharing)."
+    with mc_dropout_mode(model), torch.inference_mode():
+        total = n * len(x)
+        outs = [to_probabilities(model(x[torch.arange(s, min(s + batch_size, total)) % len(x)])) for s in range(0, total, batch_size)]
+        return torch.cat(outs).reshape(n, *x.shape[:1], *outs[0].shape[1:])
+
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--threads', type=int, default=1); ap.add_argument('--repeats', type=int, default=5)
@@ -34,12 +44,18 @@ if __name__ == '__main__':
     ap.add_argument('--size', type=int, default=128)
     a = ap.parse_args()
     torch.set_num_threads(a.threads); torch.manual_seed(0)
-    model = UNet(features=(16, 32, 64, 128), dropout=0.1).eval()
     x = torch.randn(a.batch, 1, a.size, a.size)
-    total = a.samples * a.batch
-    runs = {'loop': lambda: looped(model, x, a.samples)}
-    for bs in (total, total // 2, 4 * a.batch, None):
-        runs[f'batched (batch_size={bs})'] = lambda bs=bs: predict_samples(model, x, n=a.samples, batch_size=bs)
+    total, default = a.samples * a.batch, default_batch_size(x)
+    models = {'everywhere': UNet(features=(16, 32, 64, 128), dropout=0.1).eval(),
+              'decoder': UNet(features=(16, 32, 64, 128), dropout=0.1, dropout_at='decoder').eval()}
+    runs = {}
+    for name, model in models.items():
+        runs[name, 'loop of 20 forwards'] = lambda m=model: looped(m, x, a.samples)
+        runs[name, f'unshared, pieces of {default}'] = lambda m=model: unshared(m, x, a.samples, default)
+        runs[name, f'predict_samples, {total} at once'] = lambda m=model: predict_samples(m, x, n=a.samples, batch_size=total)
+        runs[name, f'predict_samples default ({default})'] = lambda m=model: predict_samples(m, x, n=a.samples)
+        for bs in (default // 4, default // 2):
+            runs[name, f'predict_samples, pieces of {bs}'] = lambda m=model, bs=bs: predict_samples(m, x, n=a.samples, batch_size=bs)
     for fn in runs.values(): fn()  # warm up (allocator, oneDNN kernels)
     best = {k: (float('inf'), float('inf')) for k in runs}
     for _ in range(a.repeats):  # interleaved, so that a change of machine load hits every variant
@@ -49,10 +65,10 @@ if __name__ == '__main__':
             assert out.shape == (a.samples, a.batch, 1, a.size, a.size)
     print(f'{a.samples} MC-dropout samples, batch {a.batch}, {a.size}x{a.size}, UNet(16..128, dropout=0.1), '
           f'{a.threads} thread(s), best of {a.repeats}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs')
-    lw, lc = best['loop']
-    for k, (w, c) in best.items():
-        print(f'  {k:28s} {w:6.3f} s wall {c:6.3f} s CPU   loop/this: {lw / w:4.2f}x wall, {lc / c:4.2f}x CPU')
-    w, c = best[f'batched (batch_size={total})']
-    print(f'one batched forward vs loop: {lw / w:.2f}x (wall), {lc / c:.2f}x (CPU); goal >= 1.5x: {"met" if lw / w >= 1.5 else "NOT met"}')
-    w, c = best['batched (batch_size=None)']
-    print(f'predict_samples default (batch_size=None: {default_batch_size(x)} items per pass on a CPU) vs loop: {lw / w:.2f}x (wall), {lc / c:.2f}x (CPU)')
+    for name in models:
+        print(f'dropout {name}:')
+        lw, lc = best[name, 'loop of 20 forwards']
+        for (n, k), (w, c) in best.items():
+            if n == name: print(f'  {k:34s} {w:6.3f} s wall {c:6.3f} s CPU   loop/this: {lw / w:4.2f}x wall, {lc / c:4.2f}x CPU')
+        w, c = best[name, f'predict_samples default ({default})']
+        print(f'  predict_samples default vs loop: {lw / w:.2f}x (wall), {lc / c:.2f}x (CPU); goal >= 1.5x: {"met" if lw / w >= 1.5 else "NOT met"}')
