@@ -1,11 +1,9 @@
 """The `segcourse` command as a user meets it: help, a quick demo, and clear errors without tracebacks."""
-import json, os, subprocess, sys
+import json
 
 import pytest
 
-def run(*args, timeout=300):
-    env = dict(os.environ, OMP_NUM_THREADS='1', SEGCOURSE_THREADS='1')
-    return subprocess.run([sys.executable, '-m', 'segcourse', *args], capture_output=True, text=True, timeout=timeout, env=env)
+from cli_helpers import run_command, run_in_process as run
 
 def test_help_explains_every_option():
     r = run('demo', '--help')
@@ -18,7 +16,7 @@ def test_help_explains_every_option():
 
 def test_version():
     import segcourse
-    r = run('--version')
+    r = run_command('--version')  # the real command, as a user types it
     assert r.returncode == 0 and r.stdout.strip() == f'segcourse {segcourse.__version__}'
 
 @pytest.mark.parametrize('args, message', [

@@ -1,6 +1,6 @@
 """`segcourse train`, `evaluate` and `predict` as a user runs them: on phantoms, on the LGG sample, and with the
 errors a user meets (missing checkpoint, a checkpoint of another model, data of no known layout)."""
-import json, os, subprocess, sys
+import json, os
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +13,7 @@ SHARED = Path(os.environ.get('SEGCOURSE_SHARED_DATA') or ROOT.parent/'shared'/'d
 LGG_SAMPLE = SHARED/'lgg-sample'/'kaggle_3m'
 needs_lgg = pytest.mark.skipif(not LGG_SAMPLE.is_dir(), reason=f'LGG sample not found (set SEGCOURSE_SHARED_DATA; looked in {SHARED})')
 
-def run(*args, timeout=300):
-    env = dict(os.environ, OMP_NUM_THREADS='1', SEGCOURSE_THREADS='1', TQDM_DISABLE='1')
-    return subprocess.run([sys.executable, '-m', 'segcourse', *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+from cli_helpers import run_command, run_in_process as run
 
 def ok(r):
     assert r.returncode == 0, r.stderr[-2000:]
@@ -93,6 +91,12 @@ def test_bad_input_gets_one_line(args, message, tmp_path):
     r = run(*args, *(['--out', tmp_path/'o'] if args[0] == 'train' else []))
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and 'Traceback' not in r.stderr
+
+def test_the_command_itself_exits_2_with_one_line(tmp_path):
+    "The other tests call `main` in this process; here the real command, in a new process, as a user types it."
+    r = run_command('train', '--quick', '--opt', 'adma', '--out', tmp_path/'o')
+    assert r.returncode == 2 and "did you mean 'adam'" in r.stderr and 'Traceback' not in r.stderr
+    assert r.stderr.strip().count('\n') == 0, r.stderr
 
 def test_unknown_layout(tmp_path):
     (tmp_path/'stuff').mkdir(); (tmp_path/'stuff'/'notes.txt').write_text('hi')

@@ -1,6 +1,6 @@
 """Packed data sets: a `.npz` copy of a file data set gives the same items, feeds `segcourse train`, and
 bad files get errors that name them."""
-import os, subprocess, sys
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +10,8 @@ import torch
 from segcourse.lgg import LGGDataset, write_lgg_case
 from segcourse.packed import PackedDataset, pack_dataset
 from segcourse.readers import FileProblem
+
+from cli_helpers import run_in_process
 from segcourse.runs import RunConfig, load_splits, parse_data
 
 torch.set_num_threads(1)
@@ -70,9 +72,7 @@ def test_run_config_splits_a_packed_file_by_case(lgg_folder, tmp_path):
 
 def test_segcourse_train_on_a_packed_file(lgg_folder, tmp_path):
     path = pack_dataset(LGGDataset(lgg_folder, size=32), tmp_path/'lgg32.npz')
-    env = dict(os.environ, OMP_NUM_THREADS='1', SEGCOURSE_THREADS='1', TQDM_DISABLE='1')
-    r = subprocess.run([sys.executable, '-m', 'segcourse', 'train', '--data', f'packed:{path}', '--quick', '--no-progress',
-                        '--epochs', '1', '--size', '32', '--out', str(tmp_path/'run')], capture_output=True, text=True, env=env, timeout=300)
+    r = run_in_process('train', '--data', f'packed:{path}', '--quick', '--no-progress', '--epochs', '1', '--size', '32', '--out', tmp_path/'run')
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path/'run'/'last.pt').is_file()
 
@@ -85,8 +85,7 @@ def test_real_lgg_sample_packs_losslessly(tmp_path):
         assert torch.equal(packed[i][0], ds[i][0]) and torch.equal(packed[i][1], ds[i][1])
 
 def test_segcourse_pack_writes_a_file_train_can_read(lgg_folder, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS='1', SEGCOURSE_THREADS='1', TQDM_DISABLE='1')
-    def pack(*args): return subprocess.run([sys.executable, '-m', 'segcourse', 'pack', *args], capture_output=True, text=True, env=env, timeout=300)
+    def pack(*args): return run_in_process('pack', *args)
     r = pack('--data', f'lgg:{lgg_folder}', '--size', '40', '--out', str(tmp_path/'c.npz'), '--no-progress')
     assert r.returncode == 0, r.stderr[-2000:]
     assert 'packed 20 slices of 4 cases at 40x40' in r.stdout
