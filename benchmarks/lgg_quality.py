@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=2 python benchmarks/lgg_quality.py [--minutes 30] [--size 128] [--features 16,32,64,128]
                                                        [--val-cases 7] [--data PATH] [--out DIR]
+                                                       [--augment none|flip|default] [--missing P] [--normalize none|zscore]
 
 Protocol: the `lgg-dev` patients (env `SEGCOURSE_SHARED_DATA`, else `../shared/data`; or `--data`: a
 `kaggle_3m` folder or a `.npz` from `segcourse pack`) split by patient with `split_by_case` (seed 0,
@@ -11,6 +12,12 @@ guard. Reported: wall minutes, epochs, and the Dice of every validation patient 
 slices' confusion counts summed), with the mean and the median, raw and after keeping the largest
 connected component of each patient's predicted volume. Prints the machine load: figures from a shared
 machine are not comparable.
+
+Two of the 7 validation patients (TCGA_FG_A60K, TCGA_HT_A61B) are FLAIR in all three channels: the data
+set fills a missing sequence with FLAIR, and only one training patient has a missing sequence at all.
+`--missing P` trains with `MissingSequence` (pre- and post-contrast each replaced by FLAIR with chance P)
+so that the model has seen such cases; `--normalize zscore` standardises every slice and channel, for
+patients whose intensities are on another scale (TCGA_HT_A61B is about half as bright as the rest).
 """
 import argparse, math, os, time
 from pathlib import Path
@@ -27,6 +34,7 @@ from segcourse.models import get_model
 from segcourse.packed import PackedDataset
 from segcourse.splits import split_by_case, subsets
 from segcourse.train import fit, make_loader, predict
+from segcourse.transforms import Compose, MissingSequence, RandomFlip, ZScore, default_augmentation
 
 def shared_lgg() -> Path:
     root = Path(os.environ.get('SEGCOURSE_SHARED_DATA') or Path(__file__).resolve().parents[2]/'shared'/'data')
@@ -72,11 +80,18 @@ def main():
     ap.add_argument('--data', default=None)
     ap.add_argument('--out', default=None)
     ap.add_argument('--threads', type=int, default=None)
+    ap.add_argument('--augment', choices=('none', 'flip', 'default'), default='none',
+                    help="batch augmentation: none, left-right flips, or default_augmentation (zoom, rotation, flips, intensity)")
+    ap.add_argument('--normalize', choices=('none', 'zscore'), default='none',
+                    help="zscore: standardise each slice and channel (ZScore) in training and validation")
+    ap.add_argument('--missing', type=float, default=0.0,
+                    help="MissingSequence chance: each of pre- and post-contrast replaced by FLAIR, as the data set fills a missing sequence")
     a = ap.parse_args()
     set_threads(a.threads)
     src = Path(a.data) if a.data else shared_lgg()
     if not src.exists(): raise SystemExit(f"no LGG data at {src}: pass --data or set SEGCOURSE_SHARED_DATA")
-    ds = PackedDataset(src, size=a.size) if src.suffix == '.npz' else LGGDataset(src, size=a.size, cache=True)
+    norm = ZScore() if a.normalize == 'zscore' else None
+    ds = PackedDataset(src, size=a.size, transform=norm) if src.suffix == '.npz' else LGGDataset(src, size=a.size, cache=True, transform=norm)
     n_cases = len(set(ds.case_ids))
     parts = subsets(ds, split_by_case(ds, {'train': 1 - a.val_cases / n_cases, 'val': a.val_cases / n_cases}, seed=0, stratify='lesion'))
     train, val = parts['train'], parts['val']
@@ -88,11 +103,15 @@ def main():
     model = get_model('unet', in_channels=3, features=features)
     sps = steps_per_second(model, train, a.batch_size)
     steps_per_epoch = math.ceil(len(train) / a.batch_size)
-    epoch_s = steps_per_epoch / sps * 1.1 + len(val) / (a.batch_size * sps) * 0.5  # + validation, about a third of a step per batch
+    epoch_s = steps_per_epoch / sps + len(val) / (a.batch_size * sps) * 0.5  # + validation, about half a step per batch
     budget = a.minutes * 60 - (time.perf_counter() - t0)
     epochs = max(1, int(budget / epoch_s))
     print(f"{sps:.2f} steps/s, about {epoch_s:.0f} s per epoch: {epochs} epochs in the {a.minutes:g}-minute budget")
-    history = fit(model, train, val, loss='dice_bce', epochs=epochs, batch_size=a.batch_size, lr=a.lr, schedule='onecycle',
+    ts = {'none': [], 'flip': [RandomFlip(horizontal=0.5)], 'default': list(default_augmentation().transforms)}[a.augment]
+    if a.missing > 0: ts.insert(0, MissingSequence(keep=1, p=a.missing))
+    augment = Compose(ts, seed=0, batch=True) if ts else None
+    print(f"augmentation: {augment}")
+    history = fit(model, train, val, loss='dice_bce', augment=augment, epochs=epochs, batch_size=a.batch_size, lr=a.lr, schedule='onecycle',
                   lesion_share=0.5, output_prior=0.01, detailed=True, time_limit=a.minutes - (time.perf_counter() - t0) / 60,
                   out=a.out, progress=False, seed=0)
     minutes = (time.perf_counter() - t0) / 60
