@@ -15,7 +15,7 @@ import argparse, os, resource, time
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 import torch
 from segcourse.unet import UNet
-from segcourse.uncertainty import default_batch_size, mc_dropout_mode, predict_samples, to_probabilities
+from segcourse.uncertainty import _repeated_forward, default_batch_size, mc_dropout_mode, predict_samples, to_probabilities
 
 def cpu_seconds():
     r = resource.getrusage(resource.RUSAGE_SELF); return r.ru_utime + r.ru_stime
@@ -33,9 +33,7 @@ def looped(model, x, n):
 def unshared(model, x, n, batch_size):
     "The batch repeated n times through the whole model, in pieces of `batch_size` items (no sharing)."
     with mc_dropout_mode(model), torch.inference_mode():
-        total = n * len(x)
-        outs = [to_probabilities(model(x[torch.arange(s, min(s + batch_size, total)) % len(x)])) for s in range(0, total, batch_size)]
-        return torch.cat(outs).reshape(n, *x.shape[:1], *outs[0].shape[1:])
+        return _repeated_forward(lambda b: to_probabilities(model(b)), x, n, batch_size, amp=False)
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
