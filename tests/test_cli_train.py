@@ -87,6 +87,8 @@ def test_predict_writes_masks_and_probabilities(phantom_run, tmp_path):
     (['train', '--quick', '--schedule', 'cosin'], "did you mean 'cosine'"),
     (['train', '--epochs', 'x'], "expected a whole number"),
     (['train', '--quick', '--missing-sequence', '0.3'], 'needs images with several sequences'),
+    (['train', '--quick', '--normalize', 'zscor'], "did you mean 'zscore'"),
+    (['train', '--quick', '--normalize', 'zscore'], 'applies to file data'),
 ])
 def test_bad_input_gets_one_line(args, message, tmp_path):
     r = run(*args, *(['--out', tmp_path/'o'] if args[0] == 'train' else []))
@@ -133,9 +135,11 @@ def test_folder_layout_trains(tmp_path):
 @needs_lgg
 def test_lgg_sample_train_evaluate_predict(tmp_path):
     r = ok(run('train', '--quick', '--no-progress', '--data', f'lgg:{LGG_SAMPLE}', '--val-fraction', '0.34', '--size', '64',
-               '--epochs', '2', '--loss', 'dice_bce', '--augment', '--missing-sequence', '0.5', '--out', tmp_path/'run'))
+               '--epochs', '2', '--loss', 'dice_bce', '--augment', '--missing-sequence', '0.5', '--normalize', 'zscore',
+               '--out', tmp_path/'run'))
     cfg = json.loads((tmp_path/'run'/'config.json').read_text())
     assert cfg['model']['kwargs']['in_channels'] == 3 and cfg['run']['missing_sequence'] == 0.5 and cfg['run']['augment']
+    assert cfg['run']['normalize'] == 'zscore'
     r = ok(run('evaluate', '--checkpoint', tmp_path/'run'/'best.pt', '--out', tmp_path))
     ev = json.loads((tmp_path/'evaluation.json').read_text())
     assert ev['split'] == 'val' and len(ev['per_case']) == 1 and ev['per_case'][0]['case'].startswith('TCGA_')
