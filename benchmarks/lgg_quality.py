@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=2 python benchmarks/lgg_quality.py [--minutes 30] [--size 128] [--features 16,32,64,128]
                                                        [--val-cases 7] [--data PATH] [--out DIR]
                                                        [--augment none|flip|default] [--missing P] [--normalize none|zscore]
+                                                       [--crop none|brain] [--tta]
 
 Protocol: the `lgg-dev` patients (env `SEGCOURSE_SHARED_DATA`, else `../shared/data`; or `--data`: a
 `kaggle_3m` folder or a `.npz` from `segcourse pack`) split by patient with `split_by_case` (seed 0,
@@ -18,12 +19,18 @@ set fills a missing sequence with FLAIR, and only one training patient has a mis
 `--missing P` trains with `MissingSequence` (pre- and post-contrast each replaced by FLAIR with chance P)
 so that the model has seen such cases; `--normalize zscore` standardises every slice and channel, for
 patients whose intensities are on another scale (TCGA_HT_A61B is about half as bright as the rest).
+TCGA_FG_A60K also shows its brain smaller than the others (it fills 202 of 256 pixels, the median patient 240):
+`--crop brain` cuts every patient to a square around its brain before resizing (the preprocessing of Buda et
+al. 2019, on FLAIR), and the predictions are put back on the full grid, so the Dice is computed against the
+same masks as without cropping (cropping and putting back the true masks alone gives a mean Dice of 0.974).
+`--tta` averages the final predictions with those of the mirrored images.
 """
 import argparse, math, os, time
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy import ndimage
 
 from segcourse.accumulate import MetricAccumulator
@@ -32,6 +39,7 @@ from segcourse.lesions import components
 from segcourse.lgg import LGGDataset
 from segcourse.models import get_model
 from segcourse.packed import PackedDataset
+from segcourse.readers import FileDataset
 from segcourse.splits import split_by_case, subsets
 from segcourse.train import fit, make_loader, predict
 from segcourse.transforms import Compose, MissingSequence, RandomFlip, ZScore, default_augmentation
@@ -47,6 +55,38 @@ def largest_component(volume:np.ndarray) -> np.ndarray:
     sizes = ndimage.sum_labels(volume, labels, range(1, n + 1))
     return labels == 1 + int(np.argmax(sizes))
 
+def brain_boxes(ds, channel:int=1, fraction:float=0.1) -> dict:
+    "Per case: a square `(top, left, side)` around every pixel whose `channel` (FLAIR) exceeds `fraction` of the case's maximum."
+    ids, boxes = np.array(ds.case_ids), {}
+    for case in dict.fromkeys(ds.case_ids):
+        on = np.stack([ds.raw(i)[0][..., channel] for i in np.flatnonzero(ids == case)])
+        on = (on > fraction * on.max()).any(0)
+        rows, cols = np.flatnonzero(on.any(1)), np.flatnonzero(on.any(0))
+        side = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+        side = min(side + side % 2, *on.shape)  # even, so that the box maps onto a grid of half the size
+        top = int(np.clip((rows[0] + rows[-1] + 1 - side) // 2, 0, on.shape[0] - side)) // 2 * 2
+        left = int(np.clip((cols[0] + cols[-1] + 1 - side) // 2, 0, on.shape[1] - side)) // 2 * 2
+        boxes[case] = (top, left, int(side))
+    return boxes
+
+class CroppedCases(FileDataset):
+    "The items of `src` (at its stored size) cut to their case's box, then resized to `size`."
+    def __init__(self, src:FileDataset, boxes:dict, size:int, transform=None):
+        super().__init__(size=size, cache=True, transform=transform)
+        self.src, self.boxes, self.items = src, boxes, src.items
+    def _read(self, i:int) -> tuple:
+        image, masks = self.src.raw(i)
+        t, l, s = self.boxes[self.case_ids[i]]
+        return image[t:t + s, l:l + s], masks[:, t:t + s, l:l + s]
+
+def uncrop(probs:torch.Tensor, case_ids:list, boxes:dict, scale:float, size:int) -> torch.Tensor:
+    "Probabilities predicted on cropped items, put back in place on the full `size x size` grid (boxes times `scale`)."
+    out = torch.zeros(len(probs), probs.shape[1], size, size)
+    for k, case in enumerate(case_ids):
+        t, l, s = (round(v * scale) for v in boxes[case])
+        out[k, :, t:t + s, l:l + s] = F.interpolate(probs[k:k + 1], size=(s, s), mode='bilinear', align_corners=False)[0]
+    return out
+
 def per_case_dice(probs, targets, case_ids, postprocess=False) -> dict:
     acc = MetricAccumulator(('dice',))
     ids = np.array(case_ids)
@@ -57,8 +97,13 @@ def per_case_dice(probs, targets, case_ids, postprocess=False) -> dict:
         acc.update(torch.from_numpy(pred)[:, None], targets[idx], case_id=case)
     return dict(zip(acc.case_ids(), acc.compute('case', 'none')['dice'].tolist()))
 
-def steps_per_second(model, data, batch_size, steps=6) -> float:
-    "Training steps per second, timed after two warm-up steps (a throwaway copy of the model)."
+class _Mirrored(torch.utils.data.Dataset):
+    def __init__(self, ds): self.ds = ds
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, i): return tuple(t.flip(-1) for t in self.ds[i])
+
+def steps_per_second(model, data, batch_size, augment=None, steps=6) -> float:
+    "Training steps per second with the batch augmentation, timed after two warm-up steps (a throwaway copy of the model)."
     import copy
     m = copy.deepcopy(model); opt = torch.optim.Adam(m.parameters(), 1e-3)
     it = iter(make_loader(data, batch_size, shuffle=True))
@@ -66,8 +111,15 @@ def steps_per_second(model, data, batch_size, steps=6) -> float:
     for k in range(steps + 2):
         if k == 2: t = time.perf_counter()
         x, y = next(it)
+        if augment is not None: x, y = augment(x, y)
         opt.zero_grad(); loss_fn(m(x), y).backward(); opt.step()
     return steps / (time.perf_counter() - t)
+
+def make_augment(a, seed:int=0):
+    "A fresh batch augmentation of the arguments (its own random draws), or None."
+    ts = {'none': [], 'flip': [RandomFlip(horizontal=0.5)], 'default': list(default_augmentation().transforms)}[a.augment]
+    if a.missing > 0: ts.insert(0, MissingSequence(keep=1, p=a.missing))
+    return Compose(ts, seed=seed, batch=True) if ts else None
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -76,7 +128,9 @@ def main():
     ap.add_argument('--features', default='16,32,64,128')
     ap.add_argument('--batch-size', type=int, default=16)
     ap.add_argument('--lr', type=float, default=3e-3)
+    ap.add_argument('--grad-clip', type=float, default=None, help="clip the gradient norm to this (default: no clipping)")
     ap.add_argument('--val-cases', type=int, default=7)
+    ap.add_argument('--seed', type=int, default=0, help="seed of the training (weights, sampling); the split stays that of seed 0")
     ap.add_argument('--data', default=None)
     ap.add_argument('--out', default=None)
     ap.add_argument('--threads', type=int, default=None)
@@ -84,6 +138,10 @@ def main():
                     help="batch augmentation: none, left-right flips, or default_augmentation (zoom, rotation, flips, intensity)")
     ap.add_argument('--normalize', choices=('none', 'zscore'), default='none',
                     help="zscore: standardise each slice and channel (ZScore) in training and validation")
+    ap.add_argument('--crop', choices=('none', 'brain'), default='none',
+                    help="brain: cut every case to a square around its brain (FLAIR above 10%% of its maximum) before resizing, "
+                         "as Buda et al. do, and put the predictions back on the full grid for the Dice")
+    ap.add_argument('--tta', action='store_true', help="average the final predictions with those of the left-right mirrored images")
     ap.add_argument('--missing', type=float, default=0.0,
                     help="MissingSequence chance: each of pre- and post-contrast replaced by FLAIR, as the data set fills a missing sequence")
     a = ap.parse_args()
@@ -92,31 +150,40 @@ def main():
     if not src.exists(): raise SystemExit(f"no LGG data at {src}: pass --data or set SEGCOURSE_SHARED_DATA")
     norm = ZScore() if a.normalize == 'zscore' else None
     ds = PackedDataset(src, size=a.size, transform=norm) if src.suffix == '.npz' else LGGDataset(src, size=a.size, cache=True, transform=norm)
+    truth = ds
+    if a.crop == 'brain':
+        native = PackedDataset(src) if src.suffix == '.npz' else LGGDataset(src, cache=True)
+        boxes = brain_boxes(native)
+        ds = CroppedCases(native, boxes, a.size, transform=norm)
+        sides = np.array([b[2] for b in boxes.values()])
+        print(f"brain boxes: side {sides.min()} to {sides.max()} (median {np.median(sides):.0f}) of {native.raw(0)[0].shape[0]} pixels")
     n_cases = len(set(ds.case_ids))
-    parts = subsets(ds, split_by_case(ds, {'train': 1 - a.val_cases / n_cases, 'val': a.val_cases / n_cases}, seed=0, stratify='lesion'))
+    split = split_by_case(ds, {'train': 1 - a.val_cases / n_cases, 'val': a.val_cases / n_cases}, seed=0, stratify='lesion')
+    parts = subsets(ds, split)
     train, val = parts['train'], parts['val']
+    val_truth = subsets(truth, split)['val']  # the masks on the full grid, where the Dice is computed
     print(f"{len(train)} training slices of {len(set(train.case_ids))} patients, {len(val)} validation slices of "
           f"{len(set(val.case_ids))} patients, {a.size}x{a.size}, torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}")
     t0 = time.perf_counter()
     for i in range(len(ds)): ds.raw(i)  # decode once into the cache (counted in the budget)
     features = tuple(int(f) for f in a.features.split(','))
     model = get_model('unet', in_channels=3, features=features)
-    sps = steps_per_second(model, train, a.batch_size)
+    sps = steps_per_second(model, train, a.batch_size, make_augment(a))
     steps_per_epoch = math.ceil(len(train) / a.batch_size)
     epoch_s = steps_per_epoch / sps + len(val) / (a.batch_size * sps) * 0.5  # + validation, about half a step per batch
     budget = a.minutes * 60 - (time.perf_counter() - t0)
     epochs = max(1, int(budget / epoch_s))
     print(f"{sps:.2f} steps/s, about {epoch_s:.0f} s per epoch: {epochs} epochs in the {a.minutes:g}-minute budget")
-    ts = {'none': [], 'flip': [RandomFlip(horizontal=0.5)], 'default': list(default_augmentation().transforms)}[a.augment]
-    if a.missing > 0: ts.insert(0, MissingSequence(keep=1, p=a.missing))
-    augment = Compose(ts, seed=0, batch=True) if ts else None
+    augment = make_augment(a, a.seed)
     print(f"augmentation: {augment}")
     history = fit(model, train, val, loss='dice_bce', augment=augment, epochs=epochs, batch_size=a.batch_size, lr=a.lr, schedule='onecycle',
-                  lesion_share=0.5, output_prior=0.01, detailed=True, time_limit=a.minutes - (time.perf_counter() - t0) / 60,
-                  out=a.out, progress=False, seed=0)
+                  lesion_share=0.5, output_prior=0.01, grad_clip=a.grad_clip, detailed=True, time_limit=a.minutes - (time.perf_counter() - t0) / 60,
+                  out=a.out, progress=False, seed=a.seed)
     minutes = (time.perf_counter() - t0) / 60
     probs = predict(model, val)
-    targets = torch.stack([val[i][1] for i in range(len(val))])
+    if a.tta: probs = (probs + predict(model, _Mirrored(val)).flip(-1)) / 2
+    if a.crop == 'brain': probs = uncrop(probs, val.case_ids, boxes, a.size / native.raw(0)[0].shape[0], a.size)
+    targets = torch.stack([val_truth[i][1] for i in range(len(val_truth))])
     for post in (False, True):
         d = per_case_dice(probs, targets, val.case_ids, post)
         v = np.array(list(d.values()))
