@@ -19,7 +19,7 @@ set fills a missing sequence with FLAIR, and only one training patient has a mis
 `--missing P` trains with `MissingSequence` (pre- and post-contrast each replaced by FLAIR with chance P)
 so that the model has seen such cases; `--normalize zscore` standardises every slice and channel, for
 patients whose intensities are on another scale (TCGA_HT_A61B is about half as bright as the rest).
-TCGA_FG_A60K also shows its brain smaller than the others (it fills 202 of 256 pixels, the median patient 240):
+TCGA_FG_A60K also shows its brain smaller than the others (it spans 202 of 256 pixels, the median patient 240):
 `--crop brain` cuts every patient to a square around its brain before resizing (the preprocessing of Buda et
 al. 2019, on FLAIR), and the predictions are put back on the full grid, so the Dice is computed against the
 same masks as without cropping (cropping and putting back the true masks alone gives a mean Dice of 0.974).
