@@ -68,11 +68,11 @@ def brain_boxes(ds, channel:int=1, fraction:float=0.1) -> dict:
     for case in dict.fromkeys(ds.case_ids):
         on = np.stack([ds.raw(i)[0][..., channel] for i in np.flatnonzero(ids == case)])
         on = (on > fraction * on.max()).any(0)
-        rows, cols = np.flatnonzero(on.any(1)), np.flatnonzero(on.any(0))
-        side = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+        rows, cols = ndimage.find_objects(on.astype(np.uint8))[0]  # the bounding box
+        side = max(rows.stop - rows.start, cols.stop - cols.start)
         side = min(side + side % 2, *on.shape)  # even, so that the box maps onto a grid of half the size
-        top = int(np.clip((rows[0] + rows[-1] + 1 - side) // 2, 0, on.shape[0] - side)) // 2 * 2
-        left = int(np.clip((cols[0] + cols[-1] + 1 - side) // 2, 0, on.shape[1] - side)) // 2 * 2
+        top = int(np.clip((rows.start + rows.stop - side) // 2, 0, on.shape[0] - side)) // 2 * 2
+        left = int(np.clip((cols.start + cols.stop - side) // 2, 0, on.shape[1] - side)) // 2 * 2
         boxes[case] = (top, left, int(side))
     return boxes
 
