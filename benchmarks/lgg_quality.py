@@ -160,10 +160,10 @@ def main():
     truth = ds
     if a.crop == 'brain':
         native = PackedDataset(src) if src.suffix == '.npz' else LGGDataset(src, cache=True)
-        boxes = brain_boxes(native)
+        boxes, native_size = brain_boxes(native), native.raw(0)[0].shape[0]
         ds = CroppedCases(native, boxes, a.size, transform=norm)
         sides = np.array([b[2] for b in boxes.values()])
-        print(f"brain boxes: side {sides.min()} to {sides.max()} (median {np.median(sides):.0f}) of {native.raw(0)[0].shape[0]} pixels")
+        print(f"brain boxes: side {sides.min()} to {sides.max()} (median {np.median(sides):.0f}) of {native_size} pixels")
     n_cases = len(set(ds.case_ids))
     split = split_by_case(ds, {'train': 1 - a.val_cases / n_cases, 'val': a.val_cases / n_cases}, seed=0, stratify='lesion')
     parts = subsets(ds, split)
@@ -189,7 +189,7 @@ def main():
     minutes = (time.perf_counter() - t0) / 60
     probs = predict(model, val)
     if a.tta: probs = (probs + predict(model, _Mirrored(val)).flip(-1)) / 2
-    if a.crop == 'brain': probs = uncrop(probs, val.case_ids, boxes, a.size / native.raw(0)[0].shape[0], a.size)
+    if a.crop == 'brain': probs = uncrop(probs, val.case_ids, boxes, a.size / native_size, a.size)
     targets = torch.stack([val_truth[i][1] for i in range(len(val_truth))])
     for post in (False, True):
         d = per_case_dice(probs, targets, val.case_ids, post)
