@@ -94,6 +94,7 @@ TRAIN_OPTIONS = [  # (flag, RunConfig field, type, help)
     ('--num-workers', 'num_workers', int, 'data-loading worker processes'),
     ('--missing-sequence', 'missing_sequence', float, 'LGG: chance that pre- and post-contrast are each replaced by FLAIR in training'),
     ('--normalize', 'normalize', str, 'none, or zscore: standardise every slice and channel (evaluate and predict do the same)'),
+    ('--crop', 'crop', str, 'none, or brain: cut every case to a square around its brain (FLAIR) before resizing (evaluate and predict put predictions back)'),
 ]
 
 def _add_run_commands(sub):
@@ -125,6 +126,7 @@ def _add_run_commands(sub):
     e.add_argument('--batch-size', type=_positive_int, default=16, help='default: %(default)s')
     e.add_argument('--out', help='also write evaluation.json to this folder')
     e.add_argument('--device', choices=['cuda', 'mps', 'cpu'], help='device (default: the best available)')
+    e.add_argument('--tta', action='store_true', help='average with the predictions of the left-right mirrored images')
     q = sub.add_parser('predict', help='write masks and probabilities for image files',
                        description='Predict with a checkpoint: for each image under --input write <name>_mask.png (or .tif '
                                    'for TIFF input) and <name>_prob.npy to --out.')
@@ -134,6 +136,7 @@ def _add_run_commands(sub):
     q.add_argument('--threshold', type=float, help="probability threshold (default: the run's)")
     q.add_argument('--format', choices=['auto', 'png', 'tif'], default='auto', help='mask file type (default: %(default)s)')
     q.add_argument('--device', choices=['cuda', 'mps', 'cpu'], help='device (default: the best available)')
+    q.add_argument('--tta', action='store_true', help='average with the prediction of the left-right mirrored image')
     k = sub.add_parser('pack', help='pack LGG or an image folder into one compressed .npz (for a GPU machine or Colab)',
                        description='Read every slice of lgg:PATH or folder:PATH at --size and write images (uint8), masks '
                                    '(bits) and case ids into one compressed .npz; train on it with --data packed:FILE.npz.')
@@ -180,7 +183,7 @@ def _train(args) -> int:
 
 def _evaluate(args) -> int:
     from segcourse.runs import evaluate_checkpoint, format_evaluation
-    ev = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.model, args.thresholds, args.batch_size, args.device)
+    ev = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.model, args.thresholds, args.batch_size, args.device, args.tta)
     print(format_evaluation(ev))
     if args.out:
         from segcourse.checkpoint import atomic_write_text
@@ -189,7 +192,7 @@ def _evaluate(args) -> int:
 
 def _predict(args) -> int:
     from segcourse.runs import predict_files
-    recs = predict_files(args.checkpoint, args.input, args.out, args.threshold, args.format, args.device)
+    recs = predict_files(args.checkpoint, args.input, args.out, args.threshold, args.format, args.device, args.tta)
     print(f"wrote masks and probabilities of {len(recs)} image(s) to {args.out}")
     return 0
 

@@ -19,6 +19,7 @@ from .phantoms import PhantomDataset
 from .lgg import LGGDataset, _cases_folder
 from .folders import FolderDataset
 from .packed import PackedDataset
+from .crops import CroppedCases, foreground_box, uncrop, uncrop_items
 from .readers import IMAGE_SUFFIXES, image_to_tensor, read_image, resize_arrays
 from .splits import split_by_case
 from .transforms import Compose, MissingSequence, ZScore, default_augmentation
@@ -31,9 +32,10 @@ from .checkpoint import atomic_write, load_checkpoint, load_weights
 from .train import dataset_case_ids, fit, predict
 
 # %% auto #0
-__all__ = ['DATA_KINDS', 'MASK_DIRS', 'LAYOUTS_HELP', 'NORMALIZE', 'SPLITS', 'folder_patterns', 'parse_data', 'RunConfig',
-           'CaseSubset', 'input_transform', 'load_dataset', 'load_splits', 'model_spec', 'model_from_checkpoint',
-           'run_augmentation', 'train_run', 'evaluate_checkpoint', 'format_evaluation', 'predict_files']
+__all__ = ['DATA_KINDS', 'MASK_DIRS', 'LAYOUTS_HELP', 'NORMALIZE', 'CROPS', 'SPLITS', 'folder_patterns', 'parse_data',
+           'RunConfig', 'CaseSubset', 'input_transform', 'brain_channel', 'load_dataset', 'load_splits', 'model_spec',
+           'model_from_checkpoint', 'run_augmentation', 'train_run', 'evaluate_checkpoint', 'format_evaluation',
+           'predict_files']
 
 # %% ../nbs/api/08d_runs.ipynb #c1a8b0f1
 DATA_KINDS = ('phantom', 'lgg', 'folder', 'packed')
@@ -73,6 +75,7 @@ def parse_data(spec:str) -> tuple[str, Path|None]:
 
 # %% ../nbs/api/08d_runs.ipynb #384441e2
 NORMALIZE = ('none', 'zscore')
+CROPS = ('none', 'brain')
 
 @dataclass
 class RunConfig:
@@ -108,6 +111,7 @@ class RunConfig:
     augment:bool = False          # random zoom, rotation, flips, gamma, contrast, noise on each batch, on the device
     missing_sequence:float = 0.0  # chance that pre- and post-contrast are each FLAIR in training (MissingSequence; LGG)
     normalize:str = 'none'        # none, or zscore: every slice and channel standardised (files; also in evaluate and predict)
+    crop:str = 'none'             # none, or brain: every case cut to a square around its brain (FLAIR) before resizing (files)
 
     @classmethod
     def quick(cls, **kw):
@@ -126,6 +130,7 @@ class RunConfig:
         if not 0 < self.val_fraction < 1: raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if not 0 <= self.missing_sequence <= 1: raise ValueError(f"missing_sequence must be a chance in [0, 1], got {self.missing_sequence}")
         check_option('normalize', self.normalize, NORMALIZE)
+        check_option('crop', self.crop, CROPS)
         self.features = tuple(self.features)
         get_loss(self.loss)  # a bad name fails now, before any data is read
 
@@ -140,18 +145,33 @@ def input_transform(cfg:RunConfig):
     "The per-item image transform of the run's data: `ZScore()` with `normalize='zscore'`, else None."
     return ZScore() if cfg.normalize == 'zscore' else None
 
+def brain_channel(cfg:RunConfig, n_channels:int) -> int:
+    "The channel `crop='brain'` finds the brain in: FLAIR (LGG's channel 1, wherever `cfg.channels` puts it), else channel 0."
+    if cfg.data.startswith('lgg'):
+        from segcourse.lgg import _lgg_channels
+        chosen = _lgg_channels(cfg.channels)
+        return chosen.index(1) if 1 in chosen else 0
+    return 1 if n_channels == 3 else 0
+
 def load_dataset(cfg:RunConfig, kind:str|None=None, path:Path|None=None, seed_offset:int=0):
     "The whole data set of `cfg.data` (for phantoms: the `n_train` training phantoms)."
     if kind is None: kind, path = parse_data(cfg.data)
     norm = input_transform(cfg)
     if kind == 'phantom':
-        if norm is not None: raise ValueError(f"normalize={cfg.normalize!r} applies to file data (lgg, folder, packed); phantoms are made on one scale")
+        for name, value in (('normalize', cfg.normalize), ('crop', cfg.crop)):
+            if value != 'none': raise ValueError(f"{name}={value!r} applies to file data (lgg, folder, packed); phantoms are made on one scale and frame")
         return PhantomDataset(n=cfg.n_train, seed=cfg.seed * 3 + seed_offset, size=cfg.size)
-    if kind == 'lgg': return LGGDataset(path, channels=cfg.channels, size=cfg.size, cache=True, transform=norm)
-    if kind == 'packed': return PackedDataset(path, size=cfg.size, transform=norm)
-    pats = folder_patterns(path)
-    if pats is None: raise ValueError(f"data path {path} is not a known layout; {LAYOUTS_HELP}")
-    return FolderDataset(path, images=pats[0], masks=pats[1], size=cfg.size, cache=True, transform=norm)
+    crop = cfg.crop != 'none'
+    size, transform = (None, None) if crop else (cfg.size, norm)  # a crop reads the stored size and resizes after
+    if kind == 'lgg': ds = LGGDataset(path, channels=cfg.channels, size=size, cache=not crop, transform=transform)
+    elif kind == 'packed': ds = PackedDataset(path, size=size, transform=transform)
+    else:
+        pats = folder_patterns(path)
+        if pats is None: raise ValueError(f"data path {path} is not a known layout; {LAYOUTS_HELP}")
+        ds = FolderDataset(path, images=pats[0], masks=pats[1], size=size, cache=not crop, transform=transform)
+    if not crop: return ds
+    n_channels = ds.raw(0)[0].shape[-1] if ds.raw(0)[0].ndim == 3 else 1
+    return CroppedCases(ds, cfg.size, channel=brain_channel(cfg, n_channels), transform=norm)
 
 def load_splits(cfg:RunConfig) -> dict:
     "`{'train': ..., 'val': ...}` data sets of a run, split by case."
@@ -232,28 +252,32 @@ def _check_channels(model, x:torch.Tensor, what:str):
 def evaluate_checkpoint(checkpoint:str|Path, data:str|None=None, # Data argument; default: the run's own data
                         split:str|None=None, # "val", "train" or "all"; default val on the run's data, else all
                         model:str|None=None, # Expected model name (error if the checkpoint holds another)
-                        thresholds=(0.1, 0.3, 0.5, 0.7, 0.9), batch_size:int=16, device:str|None=None) -> dict:
-    "Threshold table and per-case Dice of a checkpoint's model on `data`."
+                        thresholds=(0.1, 0.3, 0.5, 0.7, 0.9), batch_size:int=16, device:str|None=None,
+                        tta:bool=False, # Average with the prediction of the mirrored images
+                       ) -> dict:
+    "Threshold table and per-case Dice of a checkpoint's model on `data` (on the full grid if the run cropped)."
     ckpt = load_checkpoint(checkpoint)
     net = model_from_checkpoint(ckpt, model)
     cfg, split, ds = _data_for(ckpt, data, split)
     _check_channels(net, ds[0][0], f"data {cfg.data}")
     dev = get_device(device)
-    probs = predict(net.to(dev), ds, batch_size, dev)
-    truth = torch.stack([ds[i][1] for i in range(len(ds))]) > 0.5
+    probs = predict(net.to(dev), ds, batch_size, dev, tta=tta)
+    if cfg.crop != 'none': probs, truth = uncrop_items(probs, ds, cfg.size)
+    else: truth = torch.stack([ds[i][1] for i in range(len(ds))])
+    truth = truth > 0.5
     ids = dataset_case_ids(ds)
     table = threshold_table(probs, truth, thresholds, metrics=('sensitivity', 'specificity', 'precision', 'iou', 'dice'))
     acc = MetricAccumulator('dice', threshold=cfg.threshold).update(probs, truth, ids)
     case_dice = acc.compute('case', 'none')['dice'].tolist()
     per_case = [dict(case=str(c), slices=ids.count(c), dice=d) for c, d in zip(acc.case_ids(), case_dice)]
     s = summarize(case_dice)
-    return dict(checkpoint=str(checkpoint), data=cfg.data, split=split, items=len(ds), threshold=cfg.threshold,
+    return dict(checkpoint=str(checkpoint), data=cfg.data, split=split, items=len(ds), threshold=cfg.threshold, tta=tta,
                 table=table.rows, per_case=per_case, case_dice_mean=s['mean'], case_dice_median=s['median'], epoch=ckpt['epoch'])
 
 def format_evaluation(ev:dict) -> str:
     "The evaluation as text: the threshold table, then the Dice per case."
     from segcourse.thresholds import MetricTable
-    lines = [f"{ev['data']} ({ev['split']}, {ev['items']} slices), checkpoint of epoch {ev['epoch']}", '',
+    lines = [f"{ev['data']} ({ev['split']}, {ev['items']} slices), checkpoint of epoch {ev['epoch']}{', mirrored TTA' if ev.get('tta') else ''}", '',
              repr(MetricTable(ev['table'])), '', f"Dice per case at threshold {ev['threshold']}:"]
     lines += [f"  {r['case']:<32} {r['slices']:>4} slices  {r['dice']:.4f}" for r in ev['per_case']]
     lines.append(f"  mean {ev['case_dice_mean']:.4f}, median {ev['case_dice_median']:.4f} over {len(ev['per_case'])} cases")
@@ -267,12 +291,42 @@ def _inputs(path:Path) -> list[Path]:
     if not files: raise ValueError(f"input {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
 
+def _read_input(f:Path, cfg:RunConfig) -> np.ndarray:
+    "Image `H W C` of file `f` with the run's channels."
+    image = read_image(f)
+    if image.ndim == 2: image = image[..., None]
+    if cfg.data.startswith('lgg') and cfg.channels != 'all' and image.shape[-1] == 3:
+        from segcourse.lgg import LGG_CHANNELS
+        image = image[..., list(LGG_CHANNELS[cfg.channels])]
+    return image
+
+def _view_boxes(images:list, cfg:RunConfig) -> list:
+    "Per image `(top, left, height, width)` of what the model sees: all of it, or with a crop the brain box of its case (its images of that size)."
+    if cfg.crop == 'none': return [(0, 0, *a.shape[:2]) for a in images]
+    boxes = {}
+    for shape in dict.fromkeys(a.shape for a in images):
+        t, l, s = foreground_box(np.stack([a[..., brain_channel(cfg, shape[-1])] for a in images if a.shape == shape]))
+        boxes[shape] = (t, l, s, s)
+    return [boxes[a.shape] for a in images]
+
+def _write_prediction(f:Path, prob:np.ndarray, input:Path, out:Path, threshold:float, format:str) -> dict:
+    "Write the mask and the probabilities of input file `f` under `out`, keeping its sub-folder; return its record."
+    rel = f.relative_to(input).parent if input.is_dir() else Path()
+    ext = ('.tif' if f.suffix.lower() in ('.tif', '.tiff') else '.png') if format == 'auto' else '.' + format
+    mask_path, prob_path = out/rel/f'{f.stem}_mask{ext}', out/rel/f'{f.stem}_prob.npy'
+    mask = ((prob >= threshold) * 255).astype(np.uint8)
+    atomic_write(mask_path, lambda fh: Image.fromarray(mask).save(fh, format='TIFF' if ext == '.tif' else 'PNG'))
+    atomic_write(prob_path, lambda fh: np.save(fh, prob.astype(np.float32)))
+    return dict(image=str(f), mask=str(mask_path), probabilities=str(prob_path), foreground=float((mask > 0).mean()))
+
 @torch.inference_mode()
 def predict_files(checkpoint:str|Path, input:str|Path, # An image file or a folder of images
                   out:str|Path, # Folder for the masks and probabilities
                   threshold:float|None=None, # Default: the run's threshold
                   format:str='auto', # Mask files: "png", "tif", or "auto" (TIFF for TIFF inputs, else PNG)
-                  device:str|None=None) -> list[dict]:
+                  device:str|None=None,
+                  tta:bool=False, # Average with the prediction of the mirrored image
+                 ) -> list[dict]:
     "Write a mask and a probability map for every image of `input`; return one record per image."
     check_option('format', format, ('auto', 'png', 'tif'))
     ckpt = load_checkpoint(checkpoint)
@@ -280,24 +334,15 @@ def predict_files(checkpoint:str|Path, input:str|Path, # An image file or a fold
     threshold = cfg.threshold if threshold is None else threshold
     dev = get_device(device); net.to(dev)
     input, out, records, norm = Path(input), Path(out), [], input_transform(cfg)
-    for f in _inputs(input):
-        image = read_image(f)
-        if image.ndim == 2: image = image[..., None]
-        if cfg.data.startswith('lgg') and cfg.channels != 'all' and image.shape[-1] == 3:
-            from segcourse.lgg import LGG_CHANNELS
-            image = image[..., list(LGG_CHANNELS[cfg.channels])]
-        h, w = image.shape[:2]
-        image, blank = resize_arrays(image, np.zeros((1, h, w), np.uint8), cfg.size)  # as the training data were resized
-        x = image_to_tensor(image)
-        _check_channels(net, x, f"image {f.name}")
-        if norm is not None: x = norm(x, torch.from_numpy(blank))[0]
-        logits = net(x[None].to(dev)).float()
-        prob = torch.sigmoid(F.interpolate(logits, size=(h, w), mode='bilinear', align_corners=False))[0, 0].cpu().numpy()
-        rel = f.relative_to(input).parent if input.is_dir() else Path()
-        ext = ('.tif' if f.suffix.lower() in ('.tif', '.tiff') else '.png') if format == 'auto' else '.' + format
-        mask_path, prob_path = out/rel/f'{f.stem}_mask{ext}', out/rel/f'{f.stem}_prob.npy'
-        mask = ((prob >= threshold) * 255).astype(np.uint8)
-        atomic_write(mask_path, lambda fh: Image.fromarray(mask).save(fh, format='TIFF' if ext == '.tif' else 'PNG'))
-        atomic_write(prob_path, lambda fh: np.save(fh, prob.astype(np.float32)))
-        records.append(dict(image=str(f), mask=str(mask_path), probabilities=str(prob_path), foreground=float((mask > 0).mean())))
+    cases = {}
+    for f in _inputs(input): cases.setdefault(f.parent, []).append(f)  # a folder is a case, as in kaggle_3m
+    for files in cases.values():
+        images = [_read_input(f, cfg) for f in files]
+        for f, image, (t, l, bh, bw) in zip(files, images, _view_boxes(images, cfg)):
+            view, blank = resize_arrays(image[t:t + bh, l:l + bw], np.zeros((1, bh, bw), np.uint8), cfg.size)  # as in training
+            x = image_to_tensor(view)
+            _check_channels(net, x, f"image {f.name}")
+            if norm is not None: x = norm(x, torch.from_numpy(blank))[0]
+            prob = uncrop(predict(net, [(x, blank)], 1, dev, tta=tta), [(t, l, bh, bw)], image.shape[:2])[0, 0].numpy()
+            records.append(_write_prediction(f, prob, input, out, threshold, format))
     return records

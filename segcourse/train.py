@@ -122,18 +122,24 @@ def train_one_epoch(model:nn.Module, loader:DataLoader, loss_fn:nn.Module,
         total += loss.detach().float() * len(x); count += len(x)
     return (total / max(count, 1)).item()  # one host sync per epoch, not per step
 
-# %% ../nbs/api/08_train.ipynb #f3f96af4
+# %% ../nbs/api/08_train.ipynb #9ec9c7f5
 def _main_output(out): return out[0] if isinstance(out, (list, tuple)) else out
 
 @torch.inference_mode()
 def predict(model:nn.Module, data, # A data set of `(image, mask)` items or a loader
-            batch_size:int=16, device:torch.device|str|None=None, progress:bool=False) -> torch.Tensor:
+            batch_size:int=16, device:torch.device|str|None=None, progress:bool=False,
+            tta:bool=False, # Average with the prediction of the left-right mirrored images
+           ) -> torch.Tensor:
     "Probabilities `B C H W` for every item of `data`, on the CPU."
     device = torch.device(device) if device is not None else next(model.parameters()).device
     loader = data if isinstance(data, DataLoader) else make_loader(data, batch_size)
     model.eval()
-    return torch.cat([torch.sigmoid(_main_output(model(x.to(device)))).float().cpu()
-                      for x, *_ in tqdm(loader, desc='predict', leave=False, disable=not progress)])
+    def probs(x): return torch.sigmoid(_main_output(model(x))).float()
+    out = []
+    for x, *_ in tqdm(loader, desc='predict', leave=False, disable=not progress):
+        x = x.to(device)
+        out.append(((probs(x) + probs(x.flip(-1)).flip(-1)) / 2 if tta else probs(x)).cpu())
+    return torch.cat(out)
 
 # %% ../nbs/api/08_train.ipynb #ccf7797c
 VAL_METRICS = ('dice', 'sensitivity', 'specificity')

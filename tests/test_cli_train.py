@@ -89,6 +89,8 @@ def test_predict_writes_masks_and_probabilities(phantom_run, tmp_path):
     (['train', '--quick', '--missing-sequence', '0.3'], 'needs images with several sequences'),
     (['train', '--quick', '--normalize', 'zscor'], "did you mean 'zscore'"),
     (['train', '--quick', '--normalize', 'zscore'], 'applies to file data'),
+    (['train', '--quick', '--crop', 'brian'], "did you mean 'brain'"),
+    (['train', '--quick', '--crop', 'brain'], 'applies to file data'),
 ])
 def test_bad_input_gets_one_line(args, message, tmp_path):
     r = run(*args, *(['--out', tmp_path/'o'] if args[0] == 'train' else []))
@@ -151,6 +153,20 @@ def test_lgg_sample_train_evaluate_predict(tmp_path):
     masks = sorted((tmp_path/'pred').glob('*_mask.tif'))
     assert len(masks) == n and len(list((tmp_path/'pred').glob('*_prob.npy'))) == n
     assert np.array(Image.open(masks[0])).shape == (256, 256)
+
+@needs_lgg
+def test_lgg_sample_brain_crop_evaluates_and_predicts_on_the_full_grid(tmp_path):
+    ok(run('train', '--quick', '--no-progress', '--data', f'lgg:{LGG_SAMPLE}', '--val-fraction', '0.34', '--size', '64',
+           '--crop', 'brain', '--out', tmp_path/'run'))
+    assert json.loads((tmp_path/'run'/'config.json').read_text())['run']['crop'] == 'brain'
+    r = ok(run('evaluate', '--checkpoint', tmp_path/'run'/'last.pt', '--tta', '--out', tmp_path))
+    ev = json.loads((tmp_path/'evaluation.json').read_text())
+    assert 'mirrored TTA' in r.stdout and ev['tta'] and len(ev['per_case']) == 1
+    case = sorted(LGG_SAMPLE.iterdir())[0]
+    ok(run('predict', '--checkpoint', tmp_path/'run'/'last.pt', '--input', case, '--out', tmp_path/'pred', '--tta'))
+    probs = np.stack([np.load(p) for p in sorted((tmp_path/'pred').glob('*_prob.npy'))])
+    assert probs.shape[1:] == (256, 256) and np.isfinite(probs).all()
+    assert (probs[:, :2, :] == 0).all()  # outside the brain box (brains span at most ~240 of 256 rows) nothing is predicted
 
 @needs_lgg
 def test_lgg_checkpoint_on_phantoms_is_a_channel_error(tmp_path, phantom_run):
