@@ -4,7 +4,7 @@
 
 # %% ../nbs/api/08_train.ipynb #31949b83
 from __future__ import annotations
-import json, math, time
+import json, math, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from .distributed import gather_objects, get_rank, get_world_size, is_distribute
 # %% auto #0
 __all__ = ['VAL_METRICS', 'AMP_MODES', 'lesion_sampler', 'lesion_weights', 'DistributedLesionSampler', 'make_loader',
            'dataset_case_ids', 'train_one_epoch', 'predict', 'validate', 'validation_metrics', 'evaluate',
-           'init_output_prior', 'amp_setup', 'merge_accumulators', 'history_keys', 'fit']
+           'init_output_prior', 'amp_setup', 'merge_accumulators', 'history_keys', 'collapse_warning', 'fit']
 
 # %% ../nbs/api/08_train.ipynb #c7a89f4c
 def lesion_sampler(ds:Dataset, # A segcourse data set (with `item_info`)
@@ -265,6 +265,18 @@ def _improved(value:float, best:float|None, mode:str) -> bool:
     if value is None or math.isnan(value): return False
     return best is None or (value > best if mode == 'max' else value < best)
 
+# %% ../nbs/api/08_train.ipynb #154a9278
+def collapse_warning(history:list[dict], # Rows of `fit`'s history so far
+                     epochs:int=3, # Epochs of empty validation predictions that make a collapse
+                    ) -> str|None:
+    "A message if the validation predictions have just been empty for `epochs` epochs after having found foreground before."
+    sens = [h.get('val_sensitivity') for h in history]
+    if len(sens) <= epochs or None in sens or max(sens[:-epochs]) == 0: return None
+    if any(sens[-epochs:]) or sens[-epochs - 1] == 0: return None  # not yet, or already reported
+    return (f"epoch {history[-1]['epoch']}: the model has predicted no foreground on any validation item for {epochs} epochs, "
+            f"after finding some before; training may have collapsed to all background. Try a lower learning rate, "
+            f"grad_clip, or a loss with a region term (dice_bce)")
+
 # %% ../nbs/api/08_train.ipynb #6a442395
 def _resume(path, model, optimizer, scheduler, scaler, generators:dict) -> tuple:
     "Restore a run from checkpoint `path`; return `(history, best, best_epoch, next epoch)`."
@@ -378,6 +390,7 @@ def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
             row.update(_validate_everywhere(net, val_loader, val_ids, loss_fn, device, threshold, channels_last, detailed))
         if sched is not None and not per_step: sched.step(row[monitor])
         history.append(dict(row, seconds=time.perf_counter() - begin))
+        if main and (collapsed := collapse_warning(history)): warnings.warn(collapsed, stacklevel=2)
         improved = _improved(row[monitor], best, mode)
         if improved: best, best_epoch = row[monitor], epoch
         bar.set_postfix({k: f'{v:.4f}' for k, v in row.items() if k in ('train_loss', monitor)})
