@@ -12,7 +12,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import Subset
 
 from .core import check_option, get_device, set_threads
 from .phantoms import PhantomDataset
@@ -21,7 +20,7 @@ from .folders import FolderDataset
 from .packed import PackedDataset
 from .crops import CroppedCases, foreground_box, uncrop, uncrop_items
 from .readers import IMAGE_SUFFIXES, image_to_tensor, read_image, resize_arrays
-from .splits import split_by_case
+from .splits import split_by_case, subsets
 from .transforms import Compose, MissingSequence, ZScore, default_augmentation
 from .models import get_model
 from .losses import get_loss
@@ -33,7 +32,7 @@ from .train import dataset_case_ids, fit, predict
 
 # %% auto #0
 __all__ = ['DATA_KINDS', 'MASK_DIRS', 'LAYOUTS_HELP', 'NORMALIZE', 'CROPS', 'SPLITS', 'folder_patterns', 'parse_data',
-           'RunConfig', 'CaseSubset', 'input_transform', 'brain_channel', 'load_dataset', 'load_splits', 'model_spec',
+           'RunConfig', 'input_transform', 'brain_channel', 'load_dataset', 'load_splits', 'model_spec',
            'model_from_checkpoint', 'run_augmentation', 'train_run', 'evaluate_checkpoint', 'format_evaluation',
            'predict_files']
 
@@ -135,12 +134,6 @@ class RunConfig:
         get_loss(self.loss)  # a bad name fails now, before any data is read
 
 # %% ../nbs/api/08d_runs.ipynb #916c8f4e
-class CaseSubset(Subset):
-    "A `Subset` that keeps `case_ids` and `item_info` of its data set."
-    @property
-    def case_ids(self) -> list: return dataset_case_ids(self)
-    def item_info(self, i:int) -> dict: return self.dataset.item_info(self.indices[i])
-
 def input_transform(cfg:RunConfig):
     "The per-item image transform of the run's data: `ZScore()` with `normalize='zscore'`, else None."
     return ZScore() if cfg.normalize == 'zscore' else None
@@ -181,7 +174,7 @@ def load_splits(cfg:RunConfig) -> dict:
     ds = load_dataset(cfg, kind, path)
     if len(set(ds.case_ids)) < 2: raise ValueError(f"{cfg.data} has {len(set(ds.case_ids))} case(s); a train/val split by case needs at least 2")
     idx = split_by_case(ds, {'train': 1 - cfg.val_fraction, 'val': cfg.val_fraction}, seed=cfg.seed, stratify='lesion')
-    return {k: CaseSubset(ds, v) for k, v in idx.items()}
+    return subsets(ds, idx)
 
 def model_spec(cfg:RunConfig, in_channels:int) -> dict:
     "`{'name', 'kwargs'}` of the run's model, for `get_model`."
