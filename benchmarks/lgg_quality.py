@@ -28,25 +28,33 @@ so that the model has seen such cases; `--normalize zscore` standardises every s
 patients whose intensities are on another scale (TCGA_HT_A61B is about half as bright as the rest).
 TCGA_FG_A60K also shows its brain smaller than the others (it spans 202 of 256 pixels, the median patient 240):
 `--crop brain` cuts every patient to a square around its brain before resizing (the preprocessing of Buda et
-al. 2019, on FLAIR), and the predictions are put back on the full grid, so the Dice is computed against the
-same masks as without cropping (cropping and putting back the true masks alone gives a mean Dice of 0.974).
-`--tta` averages the final predictions with those of the mirrored images.
+al. 2019, on FLAIR; `segcourse.crops.CroppedCases`, as `segcourse train --crop brain`), and the predictions are
+put back on the full grid (`uncrop_items`), so the Dice is computed against the same masks as without cropping
+(cropping and putting back the true masks alone gives a mean Dice of 0.974). `--tta` averages the final
+predictions with those of the mirrored images (`predict(..., tta=True)`, as `segcourse evaluate --tta`).
+
+The same recipe from the command line (7 of the 39 patients held out is `--val-fraction 0.1794871795`, the
+same split; evaluate `last.pt`, since `best.pt` was chosen on these validation patients):
+
+    OMP_NUM_THREADS=2 SEGCOURSE_THREADS=2 segcourse train --data packed:lgg-dev-256.npz --size 128 \
+        --val-fraction 0.1794871795 --features 8,16,32,64,128 --augment --missing-sequence 0.3 --normalize zscore \
+        --crop brain --lr 1e-3 --grad-clip 1 --epochs 55 --time-limit 29.5 --out lgg-run
+    segcourse evaluate --checkpoint lgg-run/last.pt --tta
 """
 import argparse, math, os, time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from segcourse.accumulate import MetricAccumulator
 from segcourse.core import set_threads
+from segcourse.crops import CroppedCases, uncrop_items
 from segcourse.lesions import components
 from segcourse.lgg import LGGDataset
 from segcourse.models import get_model
 from segcourse.packed import PackedDataset
-from segcourse.readers import FileDataset
 from segcourse.splits import split_by_case, subsets
 from segcourse.train import fit, make_loader, predict
 from segcourse.transforms import Compose, MissingSequence, RandomFlip, ZScore, default_augmentation
@@ -62,38 +70,6 @@ def largest_component(volume:np.ndarray) -> np.ndarray:
     sizes = ndimage.sum_labels(volume, labels, range(1, n + 1))
     return labels == 1 + int(np.argmax(sizes))
 
-def brain_boxes(ds, channel:int=1, fraction:float=0.1) -> dict:
-    "Per case: a square `(top, left, side)` around every pixel whose `channel` (FLAIR) exceeds `fraction` of the case's maximum."
-    ids, boxes = np.array(ds.case_ids), {}
-    for case in dict.fromkeys(ds.case_ids):
-        on = np.stack([ds.raw(i)[0][..., channel] for i in np.flatnonzero(ids == case)])
-        on = (on > fraction * on.max()).any(0)
-        rows, cols = ndimage.find_objects(on.astype(np.uint8))[0]  # the bounding box
-        side = max(rows.stop - rows.start, cols.stop - cols.start)
-        side = min(side + side % 2, *on.shape)  # even, so that the box maps onto a grid of half the size
-        top = int(np.clip((rows.start + rows.stop - side) // 2, 0, on.shape[0] - side)) // 2 * 2
-        left = int(np.clip((cols.start + cols.stop - side) // 2, 0, on.shape[1] - side)) // 2 * 2
-        boxes[case] = (top, left, int(side))
-    return boxes
-
-class CroppedCases(FileDataset):
-    "The items of `src` (at its stored size) cut to their case's box, then resized to `size`."
-    def __init__(self, src:FileDataset, boxes:dict, size:int, transform=None):
-        super().__init__(size=size, cache=True, transform=transform)
-        self.src, self.boxes, self.items = src, boxes, src.items
-    def _read(self, i:int) -> tuple:
-        image, masks = self.src.raw(i)
-        t, l, s = self.boxes[self.case_ids[i]]
-        return image[t:t + s, l:l + s], masks[:, t:t + s, l:l + s]
-
-def uncrop(probs:torch.Tensor, case_ids:list, boxes:dict, scale:float, size:int) -> torch.Tensor:
-    "Probabilities predicted on cropped items, put back in place on the full `size x size` grid (boxes times `scale`)."
-    out = torch.zeros(len(probs), probs.shape[1], size, size)
-    for k, case in enumerate(case_ids):
-        t, l, s = (round(v * scale) for v in boxes[case])
-        out[k, :, t:t + s, l:l + s] = F.interpolate(probs[k:k + 1], size=(s, s), mode='bilinear', align_corners=False)[0]
-    return out
-
 def per_case_dice(probs, targets, case_ids, postprocess=False) -> dict:
     acc = MetricAccumulator(('dice',))
     ids = np.array(case_ids)
@@ -103,11 +79,6 @@ def per_case_dice(probs, targets, case_ids, postprocess=False) -> dict:
         if postprocess: pred = largest_component(pred)
         acc.update(torch.from_numpy(pred)[:, None], targets[idx], case_id=case)
     return dict(zip(acc.case_ids(), acc.compute('case', 'none')['dice'].tolist()))
-
-class _Mirrored(torch.utils.data.Dataset):
-    def __init__(self, ds): self.ds = ds
-    def __len__(self): return len(self.ds)
-    def __getitem__(self, i): return tuple(t.flip(-1) for t in self.ds[i])
 
 def steps_per_second(model, data, batch_size, augment=None, steps=6) -> float:
     "Training steps per second with the batch augmentation, timed after two warm-up steps (a throwaway copy of the model)."
@@ -157,18 +128,15 @@ def main():
     if not src.exists(): raise SystemExit(f"no LGG data at {src}: pass --data or set SEGCOURSE_SHARED_DATA")
     norm = ZScore() if a.normalize == 'zscore' else None
     ds = PackedDataset(src, size=a.size, transform=norm) if src.suffix == '.npz' else LGGDataset(src, size=a.size, cache=True, transform=norm)
-    truth = ds
     if a.crop == 'brain':
         native = PackedDataset(src) if src.suffix == '.npz' else LGGDataset(src, cache=True)
-        boxes, native_size = brain_boxes(native), native.raw(0)[0].shape[0]
-        ds = CroppedCases(native, boxes, a.size, transform=norm)
-        sides = np.array([b[2] for b in boxes.values()])
-        print(f"brain boxes: side {sides.min()} to {sides.max()} (median {np.median(sides):.0f}) of {native_size} pixels")
+        ds = CroppedCases(native, a.size, channel=1, transform=norm)  # FLAIR
+        sides = np.array([b[2] for b in ds.boxes.values()])
+        print(f"brain boxes: side {sides.min()} to {sides.max()} (median {np.median(sides):.0f}) of {native.raw(0)[0].shape[0]} pixels")
     n_cases = len(set(ds.case_ids))
     split = split_by_case(ds, {'train': 1 - a.val_cases / n_cases, 'val': a.val_cases / n_cases}, seed=0, stratify='lesion')
     parts = subsets(ds, split)
     train, val = parts['train'], parts['val']
-    val_truth = subsets(truth, split)['val']  # the masks on the full grid, where the Dice is computed
     print(f"{len(train)} training slices of {len(set(train.case_ids))} patients, {len(val)} validation slices of "
           f"{len(set(val.case_ids))} patients, {a.size}x{a.size}, torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}")
     t0 = time.perf_counter()
@@ -187,10 +155,9 @@ def main():
                   lesion_share=0.5, output_prior=0.01, grad_clip=a.grad_clip, detailed=True, time_limit=a.minutes - (time.perf_counter() - t0) / 60,
                   out=a.out, progress=False, seed=a.seed)
     minutes = (time.perf_counter() - t0) / 60
-    probs = predict(model, val)
-    if a.tta: probs = (probs + predict(model, _Mirrored(val)).flip(-1)) / 2
-    if a.crop == 'brain': probs = uncrop(probs, val.case_ids, boxes, a.size / native_size, a.size)
-    targets = torch.stack([val_truth[i][1] for i in range(len(val_truth))])
+    probs = predict(model, val, tta=a.tta)
+    if a.crop == 'brain': probs, targets = uncrop_items(probs, val, a.size)  # back on the full grid, with its masks
+    else: targets = torch.stack([val[i][1] for i in range(len(val))])
     for post in (False, True):
         d = per_case_dice(probs, targets, val.case_ids, post)
         v = np.array(list(d.values()))
