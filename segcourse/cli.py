@@ -87,6 +87,7 @@ TRAIN_OPTIONS = [  # (flag, RunConfig field, type, help)
     ('--n-val', 'n_val', _positive_int, 'validation phantoms'),
     ('--lesion-share', 'lesion_share', _optional_float, "oversample lesion slices to this share, or 'none'"),
     ('--seed', 'seed', int, 'random seed'),
+    ('--split-seed', 'split_seed', int, 'seed of the split by patient (default: --seed)'),
     ('--grad-clip', 'grad_clip', _optional_float, "clip the gradient norm, or 'none'"),
     ('--patience', 'patience', _positive_int, 'stop after this many epochs without improvement'),
     ('--time-limit', 'time_limit', _optional_float, 'minutes of training at most (no epoch starts that would end later)'),

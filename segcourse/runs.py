@@ -99,6 +99,7 @@ class RunConfig:
     lesion_share:float|None = 0.5 # oversample lesion slices (also across processes)
     output_prior:float|None = 0.01
     seed:int = 0
+    split_seed:int|None = None    # seed of the split by patient; None: seed (keep one split while varying seed)
     amp:bool|str = True           # mixed precision: True (CUDA only), 'bf16' (also on a CPU), 'fp16' or False
     channels_last:bool = False
     grad_clip:float|None = None
@@ -173,7 +174,8 @@ def load_splits(cfg:RunConfig) -> dict:
         return dict(train=load_dataset(cfg, kind), val=PhantomDataset(n=cfg.n_val, seed=cfg.seed * 3 + 1, size=cfg.size))
     ds = load_dataset(cfg, kind, path)
     if len(set(ds.case_ids)) < 2: raise ValueError(f"{cfg.data} has {len(set(ds.case_ids))} case(s); a train/val split by case needs at least 2")
-    idx = split_by_case(ds, {'train': 1 - cfg.val_fraction, 'val': cfg.val_fraction}, seed=cfg.seed, stratify='lesion')
+    seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    idx = split_by_case(ds, {'train': 1 - cfg.val_fraction, 'val': cfg.val_fraction}, seed=seed, stratify='lesion')
     return subsets(ds, idx)
 
 def model_spec(cfg:RunConfig, in_channels:int) -> dict:
