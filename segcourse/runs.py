@@ -15,7 +15,7 @@ from PIL import Image
 
 from .core import check_option, get_device, set_threads
 from .phantoms import PhantomDataset
-from .lgg import LGGDataset, _cases_folder
+from .lgg import LGG_CHANNELS, LGGDataset, _cases_folder, _lgg_channels
 from .folders import FolderDataset
 from .packed import PackedDataset
 from .crops import CroppedCases, foreground_box, uncrop, uncrop_items
@@ -142,7 +142,6 @@ def input_transform(cfg:RunConfig):
 def brain_channel(cfg:RunConfig, n_channels:int) -> int:
     "The channel `crop='brain'` finds the brain in: FLAIR (LGG's channel 1, wherever `cfg.channels` puts it), else channel 0."
     if cfg.data.startswith('lgg'):
-        from segcourse.lgg import _lgg_channels
         chosen = _lgg_channels(cfg.channels)
         return chosen.index(1) if 1 in chosen else 0
     return 1 if n_channels == 3 else 0
@@ -291,7 +290,6 @@ def _read_input(f:Path, cfg:RunConfig) -> np.ndarray:
     image = read_image(f)
     if image.ndim == 2: image = image[..., None]
     if cfg.data.startswith('lgg') and cfg.channels != 'all' and image.shape[-1] == 3:
-        from segcourse.lgg import LGG_CHANNELS
         image = image[..., list(LGG_CHANNELS[cfg.channels])]
     return image
 
