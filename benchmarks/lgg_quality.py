@@ -131,8 +131,9 @@ def main():
     src = Path(a.data) if a.data else shared_lgg()
     if not src.exists(): raise SystemExit(f"no LGG data at {src}: pass --data or set SEGCOURSE_SHARED_DATA")
     norm = ZScore() if a.normalize == 'zscore' else None
-    ds = PackedDataset(src, size=a.size, transform=norm) if src.suffix == '.npz' else LGGDataset(src, size=a.size, cache=True, transform=norm)
-    if a.crop == 'brain':
+    if a.crop == 'none':
+        ds = PackedDataset(src, size=a.size, transform=norm) if src.suffix == '.npz' else LGGDataset(src, size=a.size, cache=True, transform=norm)
+    else:  # brain: read at the stored size, crop, then resize
         native = PackedDataset(src) if src.suffix == '.npz' else LGGDataset(src, cache=True)
         ds = CroppedCases(native, a.size, channel=1, transform=norm)  # FLAIR
         sides = np.array([b[2] for b in ds.boxes.values()])

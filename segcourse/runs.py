@@ -163,8 +163,8 @@ def load_dataset(cfg:RunConfig, kind:str|None=None, path:Path|None=None, seed_of
         if pats is None: raise ValueError(f"data path {path} is not a known layout; {LAYOUTS_HELP}")
         ds = FolderDataset(path, images=pats[0], masks=pats[1], size=size, cache=not crop, transform=transform)
     if not crop: return ds
-    n_channels = ds.raw(0)[0].shape[-1] if ds.raw(0)[0].ndim == 3 else 1
-    return CroppedCases(ds, cfg.size, channel=brain_channel(cfg, n_channels), transform=norm)
+    first = ds.raw(0)[0]  # read once: an LGG slice is a file to decode
+    return CroppedCases(ds, cfg.size, channel=brain_channel(cfg, first.shape[-1] if first.ndim == 3 else 1), transform=norm)
 
 def load_splits(cfg:RunConfig) -> dict:
     "`{'train': ..., 'val': ...}` data sets of a run, split by case."
