@@ -14,12 +14,12 @@ the full size):
 
 Protocol: the `lgg-dev` patients (env `SEGCOURSE_SHARED_DATA`, else `../shared/data`; or `--data`: a
 `kaggle_3m` folder or a `.npz` from `segcourse pack`) split by patient with `split_by_case` (seed 0,
-stratified by lesion), `--val-cases` patients held out. The epoch count is chosen from the measured time of
-a few training steps so that a one-cycle schedule ends within `--minutes`; `fit`'s `time_limit` is the
-guard. Reported: wall minutes, epochs, and the Dice of every validation patient computed in 3D (all its
+stratified by lesion), `--val-cases` patients held out. The epochs are planned by `fit(..., fit_to_time=True)`
+from the pace of the epochs so far, so that the one-cycle schedule ends annealed within `--minutes`.
+Reported: wall minutes, epochs, and the Dice of every validation patient computed in 3D (all its
 slices' confusion counts summed), with the mean and the median, raw and after keeping the largest
-connected component of each patient's predicted volume. Prints the machine load: figures from a shared
-machine are not comparable.
+connected component of each patient's predicted volume (`segcourse.lesions.largest_per_case`). Prints the
+machine load: figures from a shared machine are not comparable.
 
 Two of the 7 validation patients (TCGA_FG_A60K, TCGA_HT_A61B) are FLAIR in all three channels: the data
 set fills a missing sequence with FLAIR, and only one training patient has a missing sequence at all.
@@ -45,57 +45,33 @@ Measured so, 2 cores, one run each: mean per-case Dice 0.805 and 0.804 with `--t
 `--seed 0` and `--seed 1 --split-seed 0`; 0.788 with `--tta` (0.818 without) for `--seed 1`, which also draws
 another split of patients. 28 to 29.3 minutes of wall time, 54 or 55 epochs.
 """
-import argparse, math, os, time
+import argparse, os, time
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from segcourse.accumulate import MetricAccumulator
 from segcourse.core import set_threads
 from segcourse.crops import CroppedCases, uncrop_items
-from segcourse.lesions import components
+from segcourse.lesions import largest_per_case
 from segcourse.lgg import LGGDataset
 from segcourse.models import get_model
 from segcourse.packed import PackedDataset
 from segcourse.splits import split_by_case, subsets
-from segcourse.train import fit, make_loader, predict
+from segcourse.train import fit, predict
 from segcourse.transforms import Compose, MissingSequence, RandomFlip, ZScore, default_augmentation
 
 def shared_lgg() -> Path:
     root = Path(os.environ.get('SEGCOURSE_SHARED_DATA') or Path(__file__).resolve().parents[2]/'shared'/'data')
     return root/'lgg-dev'/'kaggle_3m'
 
-def largest_component(volume:np.ndarray) -> np.ndarray:
-    "The largest 3D connected component of a boolean `D H W` volume (empty stays empty)."
-    labels, n = components(volume, connectivity=1)
-    if n < 2: return volume
-    sizes = ndimage.sum_labels(volume, labels, range(1, n + 1))
-    return labels == 1 + int(np.argmax(sizes))
-
-def per_case_dice(probs, targets, case_ids, postprocess=False) -> dict:
-    acc = MetricAccumulator(('dice',))
-    ids = np.array(case_ids)
-    for case in dict.fromkeys(case_ids):
-        idx = np.flatnonzero(ids == case)
-        pred = probs[idx, 0].numpy() >= 0.5
-        if postprocess: pred = largest_component(pred)
-        acc.update(torch.from_numpy(pred)[:, None], targets[idx], case_id=case)
+def per_case_dice(probs, targets, case_ids, largest=False) -> dict:
+    "3D Dice per case at threshold 0.5, of the whole prediction or of each case's largest connected component."
+    pred = probs >= 0.5
+    if largest: pred = largest_per_case(pred, case_ids)
+    acc = MetricAccumulator('dice').update(pred.float(), targets, list(case_ids))
     return dict(zip(acc.case_ids(), acc.compute('case', 'none')['dice'].tolist()))
-
-def steps_per_second(model, data, batch_size, augment=None, steps=6) -> float:
-    "Training steps per second with the batch augmentation, timed after two warm-up steps (a throwaway copy of the model)."
-    import copy
-    m = copy.deepcopy(model); opt = torch.optim.Adam(m.parameters(), 1e-3)
-    it = iter(make_loader(data, batch_size, shuffle=True))
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    for k in range(steps + 2):
-        if k == 2: t = time.perf_counter()
-        x, y = next(it)
-        if augment is not None: x, y = augment(x, y)
-        opt.zero_grad(); loss_fn(m(x), y).backward(); opt.step()
-    return steps / (time.perf_counter() - t)
 
 def make_augment(a, seed:int=0):
     "A fresh batch augmentation of the arguments (its own random draws), or None."
@@ -148,25 +124,19 @@ def main():
     for i in range(len(ds)): ds.raw(i)  # decode once into the cache (counted in the budget)
     features = tuple(int(f) for f in a.features.split(','))
     model = get_model('unet', in_channels=3, features=features)
-    sps = steps_per_second(model, train, a.batch_size, make_augment(a))
-    steps_per_epoch = math.ceil(len(train) / a.batch_size)
-    epoch_s = steps_per_epoch / sps + len(val) / (a.batch_size * sps) * 0.5  # + validation, about half a step per batch
-    budget = a.minutes * 60 - (time.perf_counter() - t0)
-    epochs = max(1, int(budget / epoch_s))
-    print(f"{sps:.2f} steps/s, about {epoch_s:.0f} s per epoch: {epochs} epochs in the {a.minutes:g}-minute budget")
     augment = make_augment(a, a.seed)
     print(f"augmentation: {augment}")
-    history = fit(model, train, val, loss='dice_bce', augment=augment, epochs=epochs, batch_size=a.batch_size, lr=a.lr, schedule='onecycle',
+    history = fit(model, train, val, loss='dice_bce', augment=augment, epochs=1000, batch_size=a.batch_size, lr=a.lr, schedule='onecycle',
                   lesion_share=0.5, output_prior=0.01, grad_clip=a.grad_clip, detailed=True, time_limit=a.minutes - (time.perf_counter() - t0) / 60,
-                  out=a.out, progress=False, seed=a.seed)
+                  fit_to_time=True, out=a.out, progress=False, seed=a.seed)  # the epochs that fit in the budget
     minutes = (time.perf_counter() - t0) / 60
     probs = predict(model, val, tta=a.tta)
     if a.crop == 'brain': probs, targets = uncrop_items(probs, val, a.size)  # back on the full grid, with its masks
     else: targets = torch.stack([val[i][1] for i in range(len(val))])
-    for post in (False, True):
-        d = per_case_dice(probs, targets, val.case_ids, post)
+    for largest in (False, True):
+        d = per_case_dice(probs, targets, val.case_ids, largest)
         v = np.array(list(d.values()))
-        print(f"{'largest component' if post else 'raw':<18} per-case 3D Dice mean {v.mean():.3f} median {np.median(v):.3f} "
+        print(f"{'largest component' if largest else 'raw':<18} per-case 3D Dice mean {v.mean():.3f} median {np.median(v):.3f} "
               f"min {v.min():.3f}: " + ', '.join(f'{x:.2f}' for x in v))
     print(f"{len(history)} epochs in {minutes:.1f} min (budget {a.minutes:g}); best validation per-case mean during training "
           f"{max(h['val_dice_case_mean'] for h in history):.3f}; load {os.getloadavg()[0]:.1f}")

@@ -96,6 +96,7 @@ TRAIN_OPTIONS = [  # (flag, RunConfig field, type, help)
     ('--missing-sequence', 'missing_sequence', float, 'LGG: chance that pre- and post-contrast are each replaced by FLAIR in training'),
     ('--normalize', 'normalize', str, 'none, or zscore: standardise every slice and channel (evaluate and predict do the same)'),
     ('--crop', 'crop', str, 'none, or brain: cut every case to a square around its brain (FLAIR) before resizing (evaluate and predict put predictions back)'),
+    ('--context', 'context', int, 'neighbouring slices on each side given as extra channels (2.5D; files whose cases hold ordered slices)'),
 ]
 
 def _add_run_commands(sub):
@@ -113,6 +114,8 @@ def _add_run_commands(sub):
     t.add_argument('--channels-last', action='store_true', help='channels-last memory format')
     t.add_argument('--tensorboard', action='store_true', help='log metrics and validation overlays to OUT/tensorboard')
     t.add_argument('--augment', action='store_true', help='augment each batch on the device (zoom, rotation, flips, intensity)')
+    t.add_argument('--fit-to-time', action='store_true', help='with --time-limit: after each epoch, plan as many epochs as fit at the pace '
+                                                            'so far (at most --epochs) and give the learning-rate schedule that length')
     t.add_argument('--quick', action='store_true', help='a seconds-long run on tiny phantoms (smoke test)')
     t.add_argument('--device', choices=['cuda', 'mps', 'cpu'], help='device (default: the best available)')
     t.add_argument('--no-progress', action='store_true', help='hide progress bars')
@@ -128,6 +131,7 @@ def _add_run_commands(sub):
     e.add_argument('--out', help='also write evaluation.json to this folder')
     e.add_argument('--device', choices=['cuda', 'mps', 'cpu'], help='device (default: the best available)')
     e.add_argument('--tta', action='store_true', help='average with the predictions of the left-right mirrored images')
+    e.add_argument('--largest', action='store_true', help="also the Dice of each case's largest connected 3D component alone")
     q = sub.add_parser('predict', help='write masks and probabilities for image files',
                        description='Predict with a checkpoint: for each image under --input write <name>_mask.png (or .tif '
                                    'for TIFF input) and <name>_prob.npy to --out.')
@@ -138,6 +142,7 @@ def _add_run_commands(sub):
     q.add_argument('--format', choices=['auto', 'png', 'tif'], default='auto', help='mask file type (default: %(default)s)')
     q.add_argument('--device', choices=['cuda', 'mps', 'cpu'], help='device (default: the best available)')
     q.add_argument('--tta', action='store_true', help='average with the prediction of the left-right mirrored image')
+    q.add_argument('--largest', action='store_true', help='masks: keep the largest connected 3D component of each case (folder)')
     k = sub.add_parser('pack', help='pack LGG or an image folder into one compressed .npz (for a GPU machine or Colab)',
                        description='Read every slice of lgg:PATH or folder:PATH at --size and write images (uint8), masks '
                                    '(bits) and case ids into one compressed .npz; train on it with --data packed:FILE.npz.')
@@ -166,6 +171,7 @@ def _train(args) -> int:
     if args.channels_last: given['channels_last'] = True
     if args.tensorboard: given['tensorboard'] = True
     if args.augment: given['augment'] = True
+    if args.fit_to_time: given['fit_to_time'] = True
     try:
         init_distributed()
         cfg = RunConfig.quick(**given) if args.quick else RunConfig(**given)
@@ -184,7 +190,7 @@ def _train(args) -> int:
 
 def _evaluate(args) -> int:
     from segcourse.runs import evaluate_checkpoint, format_evaluation
-    ev = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.model, args.thresholds, args.batch_size, args.device, args.tta)
+    ev = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.model, args.thresholds, args.batch_size, args.device, args.tta, args.largest)
     print(format_evaluation(ev))
     if args.out:
         from segcourse.checkpoint import atomic_write_text
@@ -193,7 +199,7 @@ def _evaluate(args) -> int:
 
 def _predict(args) -> int:
     from segcourse.runs import predict_files
-    recs = predict_files(args.checkpoint, args.input, args.out, args.threshold, args.format, args.device, args.tta)
+    recs = predict_files(args.checkpoint, args.input, args.out, args.threshold, args.format, args.device, args.tta, args.largest)
     print(f"wrote masks and probabilities of {len(recs)} image(s) to {args.out}")
     return 0
 

@@ -118,10 +118,11 @@ def _cropped_base(ds) -> tuple[CroppedCases, list]:
         base, idx = _cropped_base(ds.dataset)
         return base, [idx[i] for i in ds.indices]
     if isinstance(ds, CroppedCases): return ds, list(range(len(ds)))
+    if isinstance(getattr(ds, 'src', None), CroppedCases) and len(ds.src) == len(ds): return _cropped_base(ds.src)  # item for item, e.g. NeighbourSlices
     raise TypeError(f"expected a CroppedCases or a Subset of one, got {type(ds).__name__}")
 
 def uncrop_items(probs:torch.Tensor, # Predictions `N C h w` on the items of `ds`, in order
-                 ds, # A `CroppedCases`, or a `Subset` of one
+                 ds, # A `CroppedCases`, or a `Subset` of one (or of a `NeighbourSlices` over one)
                  size:int|tuple, # The full grid `(H, W)`: the source resized to this size
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     "`(probs, masks)` on the full `size` grid: the predictions put back in their boxes, and the source's masks resized there."

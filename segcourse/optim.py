@@ -4,7 +4,7 @@
 
 # %% ../nbs/api/08c_optim.ipynb #5cad09b4
 from __future__ import annotations
-import math
+import math, warnings
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR, OneCycleLR, ReduceLROnPlateau
@@ -12,7 +12,8 @@ from torch.optim.lr_scheduler import LambdaLR, OneCycleLR, ReduceLROnPlateau
 from .core import check_option
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'make_optimizer', 'schedule_factor', 'make_scheduler', 'lr_curve', 'plot_schedules']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'LENGTH_ATTRS', 'make_optimizer', 'schedule_factor', 'make_scheduler', 'lr_curve',
+           'plot_schedules', 'set_schedule_length']
 
 # %% ../nbs/api/08c_optim.ipynb #8af7a52c
 OPTIMIZERS = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW, 'sgd': torch.optim.SGD}
@@ -82,3 +83,22 @@ def plot_schedules(names=('constant', 'onecycle', 'cosine', 'poly', 'warmup'), l
         ax.plot([s / steps_per_epoch for s in range(len(r))], r, label=n)
     ax.set_xlabel('epoch'); ax.set_ylabel('learning rate'); ax.legend(fontsize=8)
     return ax
+
+# %% ../nbs/api/08c_optim.ipynb #ffd0d5c9
+LENGTH_ATTRS = ('total_steps', '_schedule_phases', 'lr_lambdas')  # what a schedule's length lives in
+
+def set_schedule_length(scheduler, # A scheduler from `make_scheduler` (None and plateau are left alone)
+                        name:str, epochs:int, steps_per_epoch:int, # The schedule and its new length
+                        warmup_epochs:float=0.0,
+                       ):
+    "Give a running per-step `scheduler` of schedule `name` the length `epochs` x `steps_per_epoch`, keeping the steps it has taken."
+    if scheduler is None or name == 'plateau': return scheduler
+    probe = torch.optim.SGD([{'params': [torch.nn.Parameter(torch.zeros(1))]} for _ in scheduler.optimizer.param_groups], lr=1.0)
+    fresh, _ = make_scheduler(probe, name, epochs, steps_per_epoch, warmup_epochs)
+    scheduler.__dict__.update({k: v for k, v in vars(fresh).items() if k in LENGTH_ATTRS})
+    with warnings.catch_warnings():  # get_lr outside step() warns; here it is the rate of the next step on the new length
+        warnings.simplefilter('ignore')
+        rates = scheduler.get_lr()
+    for group, rate in zip(scheduler.optimizer.param_groups, rates): group['lr'] = rate
+    scheduler._last_lr = list(rates)
+    return scheduler

@@ -4,7 +4,7 @@
 
 # %% ../nbs/api/08d_runs.ipynb #2863cda9
 from __future__ import annotations
-import os
+import os, re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from .lgg import LGG_CHANNELS, LGGDataset, _cases_folder, _lgg_channels
 from .folders import FolderDataset
 from .packed import PackedDataset
 from .crops import CroppedCases, foreground_box, uncrop, uncrop_items
+from .slices import NeighbourSlices, neighbour_indices
 from .readers import IMAGE_SUFFIXES, image_to_tensor, read_image, resize_arrays
 from .splits import split_by_case, subsets
 from .transforms import Compose, MissingSequence, ZScore, default_augmentation
@@ -26,6 +27,7 @@ from .models import get_model
 from .losses import get_loss
 from .accumulate import MetricAccumulator
 from .metrics import summarize
+from .lesions import keep_largest, largest_per_case
 from .thresholds import threshold_table
 from .checkpoint import atomic_write, load_checkpoint, load_weights
 from .train import dataset_case_ids, fit, predict
@@ -105,6 +107,7 @@ class RunConfig:
     grad_clip:float|None = None
     patience:int|None = None      # early stopping
     time_limit:float|None = None  # minutes of training at most
+    fit_to_time:bool = False      # with time_limit: plan the epochs (at most `epochs`) from the pace of the epochs so far
     num_workers:int = 0
     threshold:float = 0.5
     tensorboard:bool = False      # log to OUT/tensorboard (needs the tensorboard package)
@@ -112,6 +115,7 @@ class RunConfig:
     missing_sequence:float = 0.0  # chance that pre- and post-contrast are each FLAIR in training (MissingSequence; LGG)
     normalize:str = 'none'        # none, or zscore: every slice and channel standardised (files; also in evaluate and predict)
     crop:str = 'none'             # none, or brain: every case cut to a square around its brain (FLAIR) before resizing (files)
+    context:int = 0               # neighbouring slices on each side stacked as channels (2.5D; files whose cases hold ordered slices)
 
     @classmethod
     def quick(cls, **kw):
@@ -129,6 +133,8 @@ class RunConfig:
             if int(getattr(self, k)) < 1: raise ValueError(f"{k} must be at least 1, got {getattr(self, k)}")
         if not 0 < self.val_fraction < 1: raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if not 0 <= self.missing_sequence <= 1: raise ValueError(f"missing_sequence must be a chance in [0, 1], got {self.missing_sequence}")
+        if self.fit_to_time and self.time_limit is None: raise ValueError("fit_to_time needs a time_limit (minutes) to fit the epochs into")
+        if int(self.context) != self.context or self.context < 0: raise ValueError(f"context must be a whole number of slices >= 0, got {self.context}")
         check_option('normalize', self.normalize, NORMALIZE)
         check_option('crop', self.crop, CROPS)
         self.features = tuple(self.features)
@@ -151,7 +157,7 @@ def load_dataset(cfg:RunConfig, kind:str|None=None, path:Path|None=None, seed_of
     if kind is None: kind, path = parse_data(cfg.data)
     norm = input_transform(cfg)
     if kind == 'phantom':
-        for name, value in (('normalize', cfg.normalize), ('crop', cfg.crop)):
+        for name, value in (('normalize', cfg.normalize), ('crop', cfg.crop), ('context', cfg.context or 'none')):
             if value != 'none': raise ValueError(f"{name}={value!r} applies to file data (lgg, folder, packed); phantoms are made on one scale and frame")
         return PhantomDataset(n=cfg.n_train, seed=cfg.seed * 3 + seed_offset, size=cfg.size)
     crop = cfg.crop != 'none'
@@ -162,9 +168,10 @@ def load_dataset(cfg:RunConfig, kind:str|None=None, path:Path|None=None, seed_of
         pats = folder_patterns(path)
         if pats is None: raise ValueError(f"data path {path} is not a known layout; {LAYOUTS_HELP}")
         ds = FolderDataset(path, images=pats[0], masks=pats[1], size=size, cache=not crop, transform=transform)
-    if not crop: return ds
-    first = ds.raw(0)[0]  # read once: an LGG slice is a file to decode
-    return CroppedCases(ds, cfg.size, channel=brain_channel(cfg, first.shape[-1] if first.ndim == 3 else 1), transform=norm)
+    if crop:
+        first = ds.raw(0)[0]  # read once: an LGG slice is a file to decode
+        ds = CroppedCases(ds, cfg.size, channel=brain_channel(cfg, first.shape[-1] if first.ndim == 3 else 1), transform=norm)
+    return NeighbourSlices(ds, cfg.context) if cfg.context else ds
 
 def load_splits(cfg:RunConfig) -> dict:
     "`{'train': ..., 'val': ...}` data sets of a run, split by case."
@@ -198,7 +205,8 @@ def run_augmentation(cfg:RunConfig, in_channels:int):
     if cfg.missing_sequence == 0: return default_augmentation(batch=True) if cfg.augment else None
     if in_channels < 2: raise ValueError(f"missing_sequence={cfg.missing_sequence} needs images with several sequences (LGG: "
                                          f"pre-contrast, FLAIR, post-contrast), but data {cfg.data} has {in_channels} channel(s)")
-    ts = [MissingSequence(keep=1, p=cfg.missing_sequence)] + (default_augmentation().transforms if cfg.augment else [])
+    ts = [MissingSequence(keep=1, p=cfg.missing_sequence, sequences=in_channels // (2 * cfg.context + 1))]
+    ts += default_augmentation().transforms if cfg.augment else []
     return Compose(ts, batch=True)
 
 # %% ../nbs/api/08d_runs.ipynb #4842fde0
@@ -220,7 +228,7 @@ def train_run(cfg:RunConfig, out:str|Path, # Run folder: checkpoints, history, c
                   lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, schedule=cfg.schedule,
                   warmup_epochs=cfg.warmup_epochs, lesion_share=cfg.lesion_share, output_prior=cfg.output_prior,
                   device=device, seed=cfg.seed, num_workers=cfg.num_workers, progress=progress, amp=cfg.amp,
-                  channels_last=cfg.channels_last, grad_clip=cfg.grad_clip, patience=cfg.patience, time_limit=cfg.time_limit, threshold=cfg.threshold, tensorboard=cfg.tensorboard,
+                  channels_last=cfg.channels_last, grad_clip=cfg.grad_clip, patience=cfg.patience, time_limit=cfg.time_limit, fit_to_time=cfg.fit_to_time, threshold=cfg.threshold, tensorboard=cfg.tensorboard,
                   augment=augment, detailed=detailed, out=out, resume=resume or None, model_spec=spec, config=asdict(cfg))
     ck = load_checkpoint(Path(out)/'last.pt')
     return dict(history=history, best=ck['best'], best_epoch=ck['best_epoch'], monitor=ck['monitor'], out=str(out))
@@ -248,6 +256,7 @@ def evaluate_checkpoint(checkpoint:str|Path, data:str|None=None, # Data argument
                         model:str|None=None, # Expected model name (error if the checkpoint holds another)
                         thresholds=(0.1, 0.3, 0.5, 0.7, 0.9), batch_size:int=16, device:str|None=None,
                         tta:bool=False, # Average with the prediction of the mirrored images
+                        largest:bool=False, # Also the per-case Dice of each case's largest connected 3D component
                        ) -> dict:
     "Threshold table and per-case Dice of a checkpoint's model on `data` (on the full grid if the run cropped)."
     ckpt = load_checkpoint(checkpoint)
@@ -265,23 +274,37 @@ def evaluate_checkpoint(checkpoint:str|Path, data:str|None=None, # Data argument
     case_dice = acc.compute('case', 'none')['dice'].tolist()
     per_case = [dict(case=str(c), slices=ids.count(c), dice=d) for c, d in zip(acc.case_ids(), case_dice)]
     s = summarize(case_dice)
-    return dict(checkpoint=str(checkpoint), data=cfg.data, split=split, items=len(ds), threshold=cfg.threshold, tta=tta,
-                table=table.rows, per_case=per_case, case_dice_mean=s['mean'], case_dice_median=s['median'], epoch=ckpt['epoch'])
+    ev = dict(checkpoint=str(checkpoint), data=cfg.data, split=split, items=len(ds), threshold=cfg.threshold, tta=tta,
+              table=table.rows, per_case=per_case, case_dice_mean=s['mean'], case_dice_median=s['median'], epoch=ckpt['epoch'])
+    if largest:
+        kept = largest_per_case(probs >= cfg.threshold, ids).float()
+        kept_dice = MetricAccumulator('dice', threshold=0.5).update(kept, truth, ids).compute('case', 'none')['dice'].tolist()
+        for row, d in zip(per_case, kept_dice): row['dice_largest'] = d
+        s = summarize(kept_dice)
+        ev.update(case_dice_largest_mean=s['mean'], case_dice_largest_median=s['median'])
+    return ev
 
 def format_evaluation(ev:dict) -> str:
     "The evaluation as text: the threshold table, then the Dice per case."
     from segcourse.thresholds import MetricTable
     lines = [f"{ev['data']} ({ev['split']}, {ev['items']} slices), checkpoint of epoch {ev['epoch']}{', mirrored TTA' if ev.get('tta') else ''}", '',
              repr(MetricTable(ev['table'])), '', f"Dice per case at threshold {ev['threshold']}:"]
-    lines += [f"  {r['case']:<32} {r['slices']:>4} slices  {r['dice']:.4f}" for r in ev['per_case']]
+    lines += [f"  {r['case']:<32} {r['slices']:>4} slices  {r['dice']:.4f}" + (f"  largest component {r['dice_largest']:.4f}" if 'dice_largest' in r else '')
+              for r in ev['per_case']]
     lines.append(f"  mean {ev['case_dice_mean']:.4f}, median {ev['case_dice_median']:.4f} over {len(ev['per_case'])} cases")
+    if 'case_dice_largest_mean' in ev:
+        lines.append(f"  largest component of each case: mean {ev['case_dice_largest_mean']:.4f}, median {ev['case_dice_largest_median']:.4f}")
     return '\n'.join(lines)
 
 # %% ../nbs/api/08d_runs.ipynb #4783fb2b
+def _natural_key(p:Path) -> list:
+    "Sort key that puts `x_2.tif` before `x_10.tif`: slices in their order."
+    return [(0, int(t), '') if t.isdigit() else (1, 0, t) for t in re.split(r'(\d+)', str(p))]
+
 def _inputs(path:Path) -> list[Path]:
     if path.is_file(): return [path]
     if not path.is_dir(): raise FileNotFoundError(f"input {path}: no such file or folder")
-    files = sorted(p for p in path.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith('_mask'))
+    files = sorted((p for p in path.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith('_mask')), key=_natural_key)
     if not files: raise ValueError(f"input {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
 
@@ -302,12 +325,12 @@ def _view_boxes(images:list, cfg:RunConfig) -> list:
         boxes[shape] = (t, l, s, s)
     return [boxes[a.shape] for a in images]
 
-def _write_prediction(f:Path, prob:np.ndarray, input:Path, out:Path, threshold:float, format:str) -> dict:
+def _write_prediction(f:Path, prob:np.ndarray, mask:np.ndarray, input:Path, out:Path, format:str) -> dict:
     "Write the mask and the probabilities of input file `f` under `out`, keeping its sub-folder; return its record."
     rel = f.relative_to(input).parent if input.is_dir() else Path()
     ext = ('.tif' if f.suffix.lower() in ('.tif', '.tiff') else '.png') if format == 'auto' else '.' + format
     mask_path, prob_path = out/rel/f'{f.stem}_mask{ext}', out/rel/f'{f.stem}_prob.npy'
-    mask = ((prob >= threshold) * 255).astype(np.uint8)
+    mask = (mask * 255).astype(np.uint8)
     atomic_write(mask_path, lambda fh: Image.fromarray(mask).save(fh, format='TIFF' if ext == '.tif' else 'PNG'))
     atomic_write(prob_path, lambda fh: np.save(fh, prob.astype(np.float32)))
     return dict(image=str(f), mask=str(mask_path), probabilities=str(prob_path), foreground=float((mask > 0).mean()))
@@ -319,6 +342,7 @@ def predict_files(checkpoint:str|Path, input:str|Path, # An image file or a fold
                   format:str='auto', # Mask files: "png", "tif", or "auto" (TIFF for TIFF inputs, else PNG)
                   device:str|None=None,
                   tta:bool=False, # Average with the prediction of the mirrored image
+                  largest:bool=False, # Masks: keep only the largest connected 3D component of each case (folder)
                  ) -> list[dict]:
     "Write a mask and a probability map for every image of `input`; return one record per image."
     check_option('format', format, ('auto', 'png', 'tif'))
@@ -331,11 +355,20 @@ def predict_files(checkpoint:str|Path, input:str|Path, # An image file or a fold
     for f in _inputs(input): cases.setdefault(f.parent, []).append(f)  # a folder is a case, as in kaggle_3m
     for files in cases.values():
         images = [_read_input(f, cfg) for f in files]
-        for f, image, (t, l, bh, bw) in zip(files, images, _view_boxes(images, cfg)):
+        boxes, views = _view_boxes(images, cfg), []
+        for image, (t, l, bh, bw) in zip(images, boxes):
             view, blank = resize_arrays(image[t:t + bh, l:l + bw], np.zeros((1, bh, bw), np.uint8), cfg.size)  # as in training
             x = image_to_tensor(view)
-            _check_channels(net, x, f"image {f.name}")
-            if norm is not None: x = norm(x, torch.from_numpy(blank))[0]
-            prob = uncrop(predict(net, [(x, blank)], 1, dev, tta=tta), [(t, l, bh, bw)], image.shape[:2])[0, 0].numpy()
-            records.append(_write_prediction(f, prob, input, out, threshold, format))
+            views.append(x if norm is None else norm(x, torch.from_numpy(blank))[0])
+        probs = []
+        for f, image, box, near in zip(files, images, boxes, neighbour_indices([0] * len(files), cfg.context)):
+            x = torch.cat([views[j] for j in near])  # with context: the case's neighbouring slices, in name order
+            _check_channels(net, x, f"image {f.name}" + (f" with {cfg.context} neighbouring slice(s) on each side" if cfg.context else ''))
+            no_mask = torch.zeros(1, *x.shape[-2:])
+            probs.append(uncrop(predict(net, [(x, no_mask)], 1, dev, tta=tta), [box], image.shape[:2])[0, 0].numpy())
+        masks = [p >= threshold for p in probs]
+        if largest:
+            if len({m.shape for m in masks}) > 1: raise ValueError(f"largest: the images in {files[0].parent} differ in size, so they are not one volume")
+            masks = list(keep_largest(np.stack(masks)))
+        records += [_write_prediction(f, p, m, input, out, format) for f, p, m in zip(files, probs, masks)]
     return records

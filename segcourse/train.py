@@ -17,14 +17,15 @@ from .core import check_option, get_device, seed_everything
 from .losses import DeepSupervisionLoss, get_loss
 from .metrics import summarize
 from .accumulate import MetricAccumulator
-from .optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_scheduler
+from .optim import LENGTH_ATTRS, OPTIMIZERS, SCHEDULES, make_optimizer, make_scheduler, set_schedule_length
 from .checkpoint import load_checkpoint, load_weights, save_checkpoint, save_history, set_rng_states, atomic_write_text
 from .distributed import gather_objects, get_rank, get_world_size, is_distributed, is_main, local_device, mean_over_ranks, shard, wrap_ddp, barrier
 
 # %% auto #0
 __all__ = ['VAL_METRICS', 'AMP_MODES', 'lesion_sampler', 'lesion_weights', 'DistributedLesionSampler', 'make_loader',
            'dataset_case_ids', 'train_one_epoch', 'predict', 'validate', 'validation_metrics', 'evaluate',
-           'init_output_prior', 'amp_setup', 'merge_accumulators', 'history_keys', 'collapse_warning', 'fit']
+           'init_output_prior', 'amp_setup', 'merge_accumulators', 'history_keys', 'epochs_that_fit',
+           'collapse_warning', 'fit']
 
 # %% ../nbs/api/08_train.ipynb #c7a89f4c
 def lesion_sampler(ds:Dataset, # A segcourse data set (with `item_info`)
@@ -261,6 +262,14 @@ def _out_of_time(started:float, last_epoch:float, limit_minutes:float|None) -> b
     late = limit_minutes is not None and time.perf_counter() - started + last_epoch > 60 * limit_minutes
     return mean_over_ranks(float(late)) > 0
 
+def epochs_that_fit(limit_minutes:float, # The time limit of the run
+                    elapsed:float, # Seconds since the run (or its resumption) started
+                    done:int, # Epochs trained in those seconds, validation included
+                    margin:float=0.95, # Share of the time left to plan for: room for slower epochs
+                   ) -> int:
+    "How many more epochs fit in the time left at the pace so far (0 if none)."
+    return max(0, int(margin * (60 * limit_minutes - elapsed) * done / max(elapsed, 1e-9)))
+
 def _improved(value:float, best:float|None, mode:str) -> bool:
     if value is None or math.isnan(value): return False
     return best is None or (value > best if mode == 'max' else value < best)
@@ -279,17 +288,17 @@ def collapse_warning(history:list[dict], # Rows of `fit`'s history so far
 
 # %% ../nbs/api/08_train.ipynb #6a442395
 def _resume(path, model, optimizer, scheduler, scaler, generators:dict) -> tuple:
-    "Restore a run from checkpoint `path`; return `(history, best, best_epoch, next epoch)`."
+    "Restore a run from checkpoint `path`; return `(history, best, best_epoch, next epoch, planned epochs or None)`."
     ckpt = load_checkpoint(path)
     load_weights(model, ckpt)
     if ckpt['optimizer'] is not None: optimizer.load_state_dict(ckpt['optimizer'])
     if scheduler is not None and ckpt['scheduler'] is not None:
-        length = {k: v for k, v in vars(scheduler).items() if k in ('total_steps', '_schedule_phases')}
+        length = {k: v for k, v in vars(scheduler).items() if k in LENGTH_ATTRS}
         scheduler.load_state_dict(ckpt['scheduler'])
-        scheduler.__dict__.update(length)  # one-cycle: keep the length of this run, so more epochs stretch it
+        scheduler.__dict__.update(length)  # keep the length of this run, so more epochs stretch it
     if scaler is not None and ckpt['scaler']: scaler.load_state_dict(ckpt['scaler'])
     set_rng_states(ckpt['rng'], generators)
-    return ckpt['history'], ckpt.get('best'), ckpt.get('best_epoch'), ckpt['epoch'] + 1
+    return ckpt['history'], ckpt.get('best'), ckpt.get('best_epoch'), ckpt['epoch'] + 1, ckpt.get('planned_epochs')
 
 def _plain_args(args:dict) -> dict:
     "The arguments of `fit` that are plain values (numbers, strings, lists), for `config.json`."
@@ -343,6 +352,7 @@ def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
         monitor:str|None=None, # Metric for best.pt, plateau and early stopping; default val_dice_case_mean (detailed), val_dice, or train_loss
         patience:int|None=None, # Stop after this many epochs without improvement of `monitor`
         time_limit:float|None=None, # Minutes: no new epoch starts that would likely end after this
+        fit_to_time:bool=False, # With `time_limit`: after each epoch, plan the run's length and schedule from the pace so far (`epochs` is the most)
         threshold:float=0.5, # Probability threshold of the validation metrics
         out:str|Path|None=None, # Folder for last.pt, best.pt, history.json/.csv and config.json
         resume:str|Path|None=None, # A checkpoint (e.g. out/last.pt) to continue from
@@ -354,6 +364,7 @@ def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
     "Train `model` on `train_data`, evaluating on `val_data` after each epoch; return the history."
     fit_args = _plain_args(dict(locals(), loss=loss if isinstance(loss, str) else type(loss).__name__))
     if epochs < 1: raise ValueError(f"epochs must be at least 1, got {epochs}")
+    if fit_to_time and time_limit is None: raise ValueError("fit_to_time needs a time_limit (minutes) to fit the epochs into")
     check_option('optimizer', optimizer, OPTIMIZERS); check_option('schedule', schedule, SCHEDULES)
     monitor, mode = _monitor(monitor, val_data is not None, detailed)
     if is_distributed() and hasattr(model, 'training_loss'):
@@ -369,15 +380,20 @@ def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
     sched, per_step = make_scheduler(opt, schedule, epochs, len(train_loader), warmup_epochs, plateau_mode=mode)
     amp_dtype, scaler = amp_setup(amp, device)
     net, generators = wrap_ddp(model, device), _loader_generators(train_loader)
-    history, best, best_epoch, start = [], None, None, 1
-    if resume is not None: history, best, best_epoch, start = _resume(resume, model, opt, sched, scaler, generators)
+    history, best, best_epoch, start, most = [], None, None, 1, epochs  # fit_to_time plans `epochs` anew, up to `most`
+    if resume is not None:
+        history, best, best_epoch, start, planned = _resume(resume, model, opt, sched, scaler, generators)
+        if fit_to_time and planned:  # the plan of the interrupted run
+            epochs = planned
+            set_schedule_length(sched, schedule, epochs, len(train_loader), warmup_epochs)
     main = is_main()
     if out is not None and main:
         atomic_write_text(json.dumps(dict(fit=fit_args, model=model_spec, run=config), indent=1), Path(out)/'config.json')
     writer = _tensorboard(out, tensorboard)
-    bar = tqdm(range(start, epochs + 1), desc='epochs', disable=not (progress and main), initial=start - 1, total=epochs)
+    bar = tqdm(range(start, most + 1), desc='epochs', disable=not (progress and main), initial=start - 1, total=epochs)
     started = time.perf_counter()
     for epoch in bar:
+        if epoch > epochs: break  # fit_to_time planned fewer than `most`
         if patience is not None and best_epoch is not None and epoch - 1 - best_epoch >= patience: break
         if _out_of_time(started, history[-1]['seconds'] if history else 0., time_limit): break
         begin = time.perf_counter()
@@ -390,6 +406,12 @@ def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
             row.update(_validate_everywhere(net, val_loader, val_ids, loss_fn, device, threshold, channels_last, detailed))
         if sched is not None and not per_step: sched.step(row[monitor])
         history.append(dict(row, seconds=time.perf_counter() - begin))
+        if fit_to_time:  # plan the run from its pace so far: shorter if the machine slows down, longer if it speeds up
+            plan = min(most, epoch + epochs_that_fit(time_limit, mean_over_ranks(time.perf_counter() - started), epoch - start + 1))
+            if plan != epochs:
+                epochs = plan
+                set_schedule_length(sched, schedule, epochs, len(train_loader), warmup_epochs)
+                bar.total = epochs
         if main and (collapsed := collapse_warning(history)): warnings.warn(collapsed, stacklevel=2)
         improved = _improved(row[monitor], best, mode)
         if improved: best, best_epoch = row[monitor], epoch
@@ -398,7 +420,7 @@ def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
             for k, v in row.items(): writer.add_scalar(k, v, epoch)
             if val_loader is not None: _log_samples(writer, model, val_loader, device, epoch)
         if out is not None and main:
-            _write_epoch(out, improved, net, opt, sched, scaler, history, dict(best=best, best_epoch=best_epoch, monitor=monitor),
+            _write_epoch(out, improved, net, opt, sched, scaler, history, dict(best=best, best_epoch=best_epoch, monitor=monitor, planned_epochs=epochs),
                          model_spec, config, generators)
         barrier()
     if writer is not None: writer.close()

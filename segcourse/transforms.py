@@ -293,14 +293,18 @@ class MissingSequence(Transform):
     "Each channel but `keep` is, with chance `p` per sample, replaced by channel `keep` (a missing sequence, filled as LGG does)."
     def __init__(self, keep:int=1, # The channel every case has (FLAIR, channel 1, in the LGG layout)
                  p:float=0.2, # Chance per sample and channel that the channel is missing
+                 sequences:int|None=None, # Channels per slice when several slices are stacked (2.5D, `NeighbourSlices`); None: all
                 ):
-        super().__init__(p); self.keep = keep
+        super().__init__(p); self.keep, self.sequences = keep, sequences
     def apply(self, image, mask, g):
-        b, c = image.shape[:2]
-        if not 0 <= self.keep < c: raise ValueError(f"MissingSequence(keep={self.keep}): the images have channels 0..{c - 1}")
-        missing = (_rand(b * c, g, image.device) < self.p).view(b, c, 1, 1)
-        missing[:, self.keep] = False
-        return torch.where(missing, image[:, self.keep:self.keep + 1], image), mask
+        b, c, h, w = image.shape
+        k = self.sequences or c
+        if c % k: raise ValueError(f"MissingSequence(sequences={k}): the images' {c} channels are not whole slices of {k}")
+        if not 0 <= self.keep < k: raise ValueError(f"MissingSequence(keep={self.keep}): the images have channels 0..{k - 1}")
+        missing = (_rand(b * k, g, image.device) < self.p).view(b, 1, k, 1, 1)
+        missing[:, :, self.keep] = False  # one draw per sequence: a missing sequence is missing in every slice
+        slices = image.reshape(b, c // k, k, h, w)
+        return torch.where(missing, slices[:, :, self.keep:self.keep + 1], slices).reshape(b, c, h, w), mask
 
 # %% ../nbs/api/03_transforms.ipynb #b82a1dcf
 def default_augmentation(size:int|tuple|None=None, # Random crop to this size at the end (None: keep the size)

@@ -91,6 +91,9 @@ def test_predict_writes_masks_and_probabilities(phantom_run, tmp_path):
     (['train', '--quick', '--normalize', 'zscore'], 'applies to file data'),
     (['train', '--quick', '--crop', 'brian'], "did you mean 'brain'"),
     (['train', '--quick', '--crop', 'brain'], 'applies to file data'),
+    (['train', '--quick', '--context', '1'], 'context=1 applies to file data'),
+    (['train', '--quick', '--context', '-1'], 'context must be a whole number'),
+    (['train', '--quick', '--fit-to-time'], 'fit_to_time needs a time_limit'),
 ])
 def test_bad_input_gets_one_line(args, message, tmp_path):
     r = run(*args, *(['--out', tmp_path/'o'] if args[0] == 'train' else []))
@@ -173,3 +176,28 @@ def test_lgg_checkpoint_on_phantoms_is_a_channel_error(tmp_path, phantom_run):
     out, _ = phantom_run
     r = run('evaluate', '--checkpoint', out/'best.pt', '--data', f'lgg:{LGG_SAMPLE}')
     assert r.returncode == 2 and 'takes 1 input channel(s) but data' in r.stderr and 'has 3' in r.stderr
+
+@needs_lgg
+def test_lgg_sample_neighbouring_slices(tmp_path):
+    "2.5D: `--context 1` stacks each slice with the slices above and below (9 channels); evaluate and predict stack them too."
+    ok(run('train', '--quick', '--no-progress', '--data', f'lgg:{LGG_SAMPLE}', '--val-fraction', '0.34', '--size', '64',
+           '--crop', 'brain', '--context', '1', '--missing-sequence', '0.3', '--out', tmp_path/'run'))
+    cfg = json.loads((tmp_path/'run'/'config.json').read_text())
+    assert cfg['model']['kwargs']['in_channels'] == 9 and cfg['run']['context'] == 1
+    r = ok(run('evaluate', '--checkpoint', tmp_path/'run'/'last.pt', '--largest', '--out', tmp_path))
+    ev = json.loads((tmp_path/'evaluation.json').read_text())
+    assert len(ev['per_case']) == 1 and 'dice_largest' in ev['per_case'][0] and 'largest component of each case' in r.stdout
+    case = sorted(LGG_SAMPLE.iterdir())[0]
+    ok(run('predict', '--checkpoint', tmp_path/'run'/'last.pt', '--input', case, '--out', tmp_path/'pred'))
+    n = len([p for p in case.iterdir() if p.suffix == '.tif' and not p.stem.endswith('_mask')])
+    assert len(list((tmp_path/'pred').glob('*_prob.npy'))) == n
+    ok(run('predict', '--checkpoint', tmp_path/'run'/'last.pt', '--input', case, '--out', tmp_path/'kept', '--largest'))
+    for m in (tmp_path/'pred').glob('*_mask.tif'):  # the largest component is a part of the plain mask
+        assert not (np.array(Image.open(tmp_path/'kept'/m.name)) > np.array(Image.open(m))).any()
+    r = run('predict', '--checkpoint', tmp_path/'run'/'last.pt', '--input', next(case.glob('*_1.tif')), '--out', tmp_path/'one')
+    assert r.returncode == 0  # a single slice is its own neighbour
+
+def test_fit_to_time_plans_the_epochs(tmp_path):
+    ok(run('train', *QUICK, '--epochs', '3', '--time-limit', '60', '--fit-to-time', '--out', tmp_path/'run'))
+    ck = torch.load(tmp_path/'run'/'last.pt', weights_only=True)
+    assert ck['planned_epochs'] == 3 and ck['epoch'] == 3 and ck['config']['fit_to_time']
