@@ -351,7 +351,7 @@ def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
         detailed:bool=False, # Record the learning rate and Dice per slice and per case (mean and median)
         monitor:str|None=None, # Metric for best.pt, plateau and early stopping; default val_dice_case_mean (detailed), val_dice, or train_loss
         patience:int|None=None, # Stop after this many epochs without improvement of `monitor`
-        time_limit:float|None=None, # Minutes: no new epoch starts that would likely end after this
+        time_limit:float|None=None, # Minutes: no epoch after the first starts that would likely end after this
         fit_to_time:bool=False, # With `time_limit`: after each epoch, plan the run's length and schedule from the pace so far (`epochs` is the most)
         threshold:float=0.5, # Probability threshold of the validation metrics
         out:str|Path|None=None, # Folder for last.pt, best.pt, history.json/.csv and config.json
@@ -395,7 +395,7 @@ def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
     for epoch in bar:
         if epoch > epochs: break  # fit_to_time planned fewer than `most`
         if patience is not None and best_epoch is not None and epoch - 1 - best_epoch >= patience: break
-        if _out_of_time(started, history[-1]['seconds'] if history else 0., time_limit): break
+        if epoch > start and _out_of_time(started, history[-1]['seconds'], time_limit): break  # the first epoch always runs
         begin = time.perf_counter()
         if hasattr(train_loader.sampler, 'set_epoch'): train_loader.sampler.set_epoch(epoch)
         train_loss = train_one_epoch(net, train_loader, loss_fn, opt, device, sched if per_step else None,
