@@ -46,8 +46,9 @@ Measured so, 2 cores, one run each, mean per-case Dice with `--tta` (without):
   --split-seed 0`, 0.788 (0.818) for `--seed 1`, which also draws another split; 54 or 55 epochs in 28 to 29.3 minutes.
 - session 6, `--seed 0`: 0.805 (0.789) with `--epochs 55` (17.9 minutes on a faster machine); 0.795 (0.778) with
   `--fit-to-time`, 77 epochs in 29.5 minutes; with `--context 1` (2.5D), 0.797 (0.806) in 55 epochs and 0.793 (0.796)
-  in 49 (a first `--fit-to-time` that could only shorten its plan: 21 minutes). Keeping each patient's largest
-  component (`--largest`) raised every one of these by 0.01 to 0.04, to at most 0.815 with `--tta` (0.825 without).
+  in 49 (a first `--fit-to-time` that could only shorten its plan: 21 minutes); 0.793 (0.790) with `--fit-to-time
+  --batch-size 8`, 80 epochs. Keeping each patient's largest component (`--largest`) raised every one of these, by
+  0.002 to 0.04, to at most 0.815 with `--tta` (0.825 without).
 """
 import argparse, os, time
 from pathlib import Path
