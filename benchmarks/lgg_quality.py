@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segcourse.accumulate import MetricAccumulator
+from segcourse.accumulate import case_dice
 from segcourse.core import set_threads
 from segcourse.crops import CroppedCases, uncrop_items
 from segcourse.lesions import largest_per_case
@@ -74,9 +74,7 @@ def shared_lgg() -> Path:
 def per_case_dice(probs, targets, case_ids, largest=False) -> dict:
     "3D Dice per case at threshold 0.5, of the whole prediction or of each case's largest connected component."
     pred = probs >= 0.5
-    if largest: pred = largest_per_case(pred, case_ids)
-    acc = MetricAccumulator('dice').update(pred.float(), targets, list(case_ids))
-    return dict(zip(acc.case_ids(), acc.compute('case', 'none')['dice'].tolist()))
+    return case_dice((largest_per_case(pred, case_ids) if largest else pred).float(), targets, case_ids)
 
 def make_augment(a, seed:int=0):
     "A fresh batch augmentation of the arguments (its own random draws), or None."

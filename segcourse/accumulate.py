@@ -13,7 +13,7 @@ from .core import check_option
 from .metrics import COUNT_METRICS, Confusion, _counts, as_items, check_empty, from_counts, summarize
 
 # %% auto #0
-__all__ = ['LEVELS', 'REDUCTIONS', 'MetricAccumulator', 'update', 'counts', 'case_ids', 'compute']
+__all__ = ['LEVELS', 'REDUCTIONS', 'MetricAccumulator', 'update', 'counts', 'case_ids', 'compute', 'case_dice']
 
 # %% ../nbs/api/06c_accumulate.ipynb #bccf1102
 LEVELS = ('slice', 'case', 'micro')
@@ -89,3 +89,12 @@ def compute(self, level:str='slice', # "slice" (per item), "case" (items of a ca
     return {m: summarize(v)[reduction] for m, v in vals.items()}
 
 MetricAccumulator.counts, MetricAccumulator.case_ids, MetricAccumulator.compute = counts, case_ids, compute
+
+# %% ../nbs/api/06c_accumulate.ipynb #7378c5c8
+def case_dice(pred, # Predictions `N 1 H W`: masks, or probabilities with `threshold`
+              target, # True masks `N 1 H W`
+              case_ids:list, # The case of every item
+              threshold:float=0.5) -> dict:
+    "3D Dice of every case (its items' counts pooled), `{case id: Dice}` in order of first appearance."
+    acc = MetricAccumulator('dice', threshold=threshold).update(pred, target, list(case_ids))
+    return dict(zip(acc.case_ids(), acc.compute('case', 'none')['dice'].tolist()))

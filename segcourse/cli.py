@@ -61,6 +61,16 @@ def _amp(text:str):
     if text.lower() not in choices: raise argparse.ArgumentTypeError(f"expected one of {list(choices)}, got {text!r}")
     return choices[text.lower()]
 
+def _loss_option(text:str) -> tuple:
+    "`NAME=VALUE` as `(name, value)`: true/false, none, a number, else the text."
+    name, eq, value = text.partition('=')
+    if not eq or not name.isidentifier(): raise argparse.ArgumentTypeError(f"expected NAME=VALUE such as pos_weight=9, got {text!r}")
+    if value.lower() in ('true', 'false', 'none'): return name, {'true': True, 'false': False, 'none': None}[value.lower()]
+    for number in (int, float):
+        try: return name, number(value)
+        except ValueError: pass
+    return name, value
+
 def _thresholds(text:str) -> tuple:
     try: t = tuple(float(x) for x in text.split(','))
     except ValueError: raise argparse.ArgumentTypeError(f"expected thresholds separated by commas like 0.3,0.5, got {text!r}") from None
@@ -107,6 +117,8 @@ def _add_run_commands(sub):
                                    'config.json to --out. Runs on several processes under torchrun.')
     for flag, field, typ, text in TRAIN_OPTIONS:
         t.add_argument(flag, dest=field, type=typ, default=argparse.SUPPRESS, help=f'{text} (default: {getattr(default, field)})')
+    t.add_argument('--loss-option', dest='loss_options', action='append', type=_loss_option, metavar='NAME=VALUE',
+                   help='an option of the loss, e.g. pos_weight=9 (weighted_bce) or per_image=false (dice_bce); repeat for several')
     t.add_argument('--out', default='segcourse-run', help='run folder (default: %(default)s)')
     t.add_argument('--resume', nargs='?', const=True, default=False, metavar='CHECKPOINT',
                    help='continue from CHECKPOINT, or from OUT/last.pt if none is named')
@@ -122,7 +134,8 @@ def _add_run_commands(sub):
     e = sub.add_parser('evaluate', help="evaluate a checkpoint: threshold table and per-case Dice",
                        description="Rebuild the model of a checkpoint and report sensitivity, specificity, precision, IoU and "
                                    "Dice at several thresholds, and the Dice of every case (all its slices pooled).")
-    e.add_argument('--checkpoint', required=True, help='a best.pt or last.pt written by segcourse train')
+    e.add_argument('--checkpoint', required=True, nargs='+', help='a best.pt or last.pt written by segcourse train; several: '
+                   'evaluate them as an ensemble (probabilities averaged), each member also alone')
     e.add_argument('--data', help="data to evaluate on (default: the run's own validation cases)")
     e.add_argument('--split', choices=['val', 'train', 'all'], help="which items (default: val on the run's data, else all)")
     e.add_argument('--model', help='fail unless the checkpoint holds this model')
@@ -172,6 +185,7 @@ def _train(args) -> int:
     if args.tensorboard: given['tensorboard'] = True
     if args.augment: given['augment'] = True
     if args.fit_to_time: given['fit_to_time'] = True
+    if args.loss_options: given['loss_options'] = dict(args.loss_options)
     try:
         init_distributed()
         cfg = RunConfig.quick(**given) if args.quick else RunConfig(**given)

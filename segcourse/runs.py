@@ -5,7 +5,7 @@
 # %% ../nbs/api/08d_runs.ipynb #2863cda9
 from __future__ import annotations
 import os, re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from .splits import split_by_case, subsets
 from .transforms import Compose, MissingSequence, ZScore, default_augmentation
 from .models import get_model
 from .losses import get_loss
-from .accumulate import MetricAccumulator
+from .accumulate import case_dice
 from .metrics import summarize
 from .lesions import keep_largest, largest_per_case
 from .thresholds import threshold_table
@@ -33,8 +33,8 @@ from .checkpoint import atomic_write, load_checkpoint, load_weights
 from .train import dataset_case_ids, fit, predict
 
 # %% auto #0
-__all__ = ['DATA_KINDS', 'MASK_DIRS', 'LAYOUTS_HELP', 'NORMALIZE', 'CROPS', 'SPLITS', 'folder_patterns', 'parse_data',
-           'RunConfig', 'input_transform', 'brain_channel', 'load_dataset', 'load_splits', 'model_spec',
+__all__ = ['DATA_KINDS', 'MASK_DIRS', 'LAYOUTS_HELP', 'NORMALIZE', 'CROPS', 'SPLITS', 'INPUT_FIELDS', 'folder_patterns',
+           'parse_data', 'RunConfig', 'input_transform', 'brain_channel', 'load_dataset', 'load_splits', 'model_spec',
            'model_from_checkpoint', 'run_augmentation', 'train_run', 'evaluate_checkpoint', 'format_evaluation',
            'predict_files']
 
@@ -86,6 +86,7 @@ class RunConfig:
     features:tuple = (8, 16, 32, 64)  # widths per level
     norm:str = 'batch'            # batch, instance, group or none
     loss:str = 'dice_bce'         # a name from segcourse.losses.LOSSES
+    loss_options:dict = field(default_factory=dict)  # options of the loss, e.g. {'pos_weight': 9.0} for weighted_bce
     optimizer:str = 'adam'        # adam, adamw or sgd
     schedule:str = 'onecycle'     # constant, onecycle, cosine, poly, warmup or plateau
     epochs:int = 10
@@ -138,7 +139,8 @@ class RunConfig:
         check_option('normalize', self.normalize, NORMALIZE)
         check_option('crop', self.crop, CROPS)
         self.features = tuple(self.features)
-        get_loss(self.loss)  # a bad name fails now, before any data is read
+        self.loss_options = dict(self.loss_options or {})
+        get_loss(self.loss, **self.loss_options)  # a bad name or option fails now, before any data is read
 
 # %% ../nbs/api/08d_runs.ipynb #916c8f4e
 def input_transform(cfg:RunConfig):
@@ -224,7 +226,8 @@ def train_run(cfg:RunConfig, out:str|Path, # Run folder: checkpoints, history, c
     if resume is True:
         resume = Path(out)/'last.pt'
         if not resume.is_file(): raise FileNotFoundError(f"resume: no checkpoint {resume} to continue from")
-    history = fit(model, splits['train'], splits['val'], loss=cfg.loss, epochs=cfg.epochs, batch_size=cfg.batch_size,
+    loss = get_loss(cfg.loss, **cfg.loss_options) if cfg.loss_options else cfg.loss
+    history = fit(model, splits['train'], splits['val'], loss=loss, epochs=cfg.epochs, batch_size=cfg.batch_size,
                   lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, schedule=cfg.schedule,
                   warmup_epochs=cfg.warmup_epochs, lesion_share=cfg.lesion_share, output_prior=cfg.output_prior,
                   device=device, seed=cfg.seed, num_workers=cfg.num_workers, progress=progress, amp=cfg.amp,
@@ -251,49 +254,75 @@ def _check_channels(model, x:torch.Tensor, what:str):
     if x.shape[0] != want:
         raise ValueError(f"the checkpoint's model takes {want} input channel(s) but {what} has {x.shape[0]}")
 
-def evaluate_checkpoint(checkpoint:str|Path, data:str|None=None, # Data argument; default: the run's own data
+INPUT_FIELDS = ('size', 'channels', 'normalize', 'crop', 'context')
+
+def _member_key(cfg:RunConfig, own_split:bool) -> dict:
+    "The settings ensemble members must share: what their inputs look like and, on their own data, which items are held out."
+    key = {k: getattr(cfg, k) for k in INPUT_FIELDS}
+    if own_split:
+        key.update(data=cfg.data, val_fraction=cfg.val_fraction, n_train=cfg.n_train, n_val=cfg.n_val)
+        if cfg.data == 'phantom': key['seed'] = cfg.seed  # the seed draws the validation phantoms
+        else: key['split_seed'] = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    return key
+
+def _check_members(ckpts:list, paths:list, own_split:bool):
+    keys = [_member_key(RunConfig.from_dict(c.get('config') or {}), own_split) for c in ckpts]
+    for path, key in zip(paths[1:], keys[1:]):
+        diff = [f"{k} {key.get(k)!r} (not {keys[0].get(k)!r})" for k in {**keys[0], **key} if key.get(k) != keys[0].get(k)]
+        if diff: raise ValueError(f"ensemble: checkpoint {path} differs from {paths[0]} in {', '.join(diff)}; the members must see the same "
+                                  "inputs" + (" and hold out the same cases (files: the same --split-seed; phantoms: the same --seed)" if own_split else ''))
+
+def evaluate_checkpoint(checkpoint:str|Path|list, # A checkpoint, or a list of them: an ensemble (their probabilities averaged)
+                        data:str|None=None, # Data argument; default: the run's own data
                         split:str|None=None, # "val", "train" or "all"; default val on the run's data, else all
                         model:str|None=None, # Expected model name (error if the checkpoint holds another)
                         thresholds=(0.1, 0.3, 0.5, 0.7, 0.9), batch_size:int=16, device:str|None=None,
                         tta:bool=False, # Average with the prediction of the mirrored images
                         largest:bool=False, # Also the per-case Dice of each case's largest connected 3D component
                        ) -> dict:
-    "Threshold table and per-case Dice of a checkpoint's model on `data` (on the full grid if the run cropped)."
-    ckpt = load_checkpoint(checkpoint)
-    net = model_from_checkpoint(ckpt, model)
-    cfg, split, ds = _data_for(ckpt, data, split)
-    _check_channels(net, ds[0][0], f"data {cfg.data}")
-    dev = get_device(device)
-    probs = predict(net.to(dev), ds, batch_size, dev, tta=tta)
-    if cfg.crop != 'none': probs, truth = uncrop_items(probs, ds, cfg.size)
+    "Threshold table and per-case Dice of a checkpoint's model (or an ensemble's) on `data` (on the full grid if the run cropped)."
+    paths = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
+    if not paths: raise ValueError("evaluate_checkpoint: no checkpoint given")
+    ckpts = [load_checkpoint(p) for p in paths]
+    nets = [model_from_checkpoint(c, model) for c in ckpts]
+    cfg, split, ds = _data_for(ckpts[0], data, split)
+    _check_members(ckpts, paths, own_split=split != 'all' and (data is None or data == cfg.data))
+    _check_channels(nets[0], ds[0][0], f"data {cfg.data}")
+    dev, ids = get_device(device), dataset_case_ids(ds)
+    members = torch.cat([predict(net.to(dev), ds, batch_size, dev, tta=tta) for net in nets], 1)  # N M h w: a channel per member
+    if cfg.crop != 'none': members, truth = uncrop_items(members, ds, cfg.size)
     else: truth = torch.stack([ds[i][1] for i in range(len(ds))])
-    truth = truth > 0.5
-    ids = dataset_case_ids(ds)
+    truth, probs = truth > 0.5, members.mean(1, keepdim=True)
     table = threshold_table(probs, truth, thresholds, metrics=('sensitivity', 'specificity', 'precision', 'iou', 'dice'))
-    acc = MetricAccumulator('dice', threshold=cfg.threshold).update(probs, truth, ids)
-    case_dice = acc.compute('case', 'none')['dice'].tolist()
-    per_case = [dict(case=str(c), slices=ids.count(c), dice=d) for c, d in zip(acc.case_ids(), case_dice)]
-    s = summarize(case_dice)
-    ev = dict(checkpoint=str(checkpoint), data=cfg.data, split=split, items=len(ds), threshold=cfg.threshold, tta=tta,
-              table=table.rows, per_case=per_case, case_dice_mean=s['mean'], case_dice_median=s['median'], epoch=ckpt['epoch'])
+    by_case = case_dice(probs, truth, ids, cfg.threshold)
+    per_case = [dict(case=str(c), slices=ids.count(c), dice=d) for c, d in by_case.items()]
+    s = summarize(list(by_case.values()))
+    ev = dict(checkpoint=str(paths[0]) if len(paths) == 1 else [str(p) for p in paths], data=cfg.data, split=split, items=len(ds),
+              threshold=cfg.threshold, tta=tta, table=table.rows, per_case=per_case, case_dice_mean=s['mean'], case_dice_median=s['median'],
+              epoch=ckpts[0]['epoch'] if len(paths) == 1 else [c['epoch'] for c in ckpts])
+    if len(paths) > 1:
+        ev['members'] = [dict(checkpoint=str(p), case_dice_mean=summarize(list(case_dice(members[:, [k]], truth, ids, cfg.threshold).values()))['mean'])
+                         for k, p in enumerate(paths)]
     if largest:
-        kept = largest_per_case(probs >= cfg.threshold, ids).float()
-        kept_dice = MetricAccumulator('dice', threshold=0.5).update(kept, truth, ids).compute('case', 'none')['dice'].tolist()
-        for row, d in zip(per_case, kept_dice): row['dice_largest'] = d
-        s = summarize(kept_dice)
+        kept = case_dice(largest_per_case(probs >= cfg.threshold, ids).float(), truth, ids)
+        for row, d in zip(per_case, kept.values()): row['dice_largest'] = d
+        s = summarize(list(kept.values()))
         ev.update(case_dice_largest_mean=s['mean'], case_dice_largest_median=s['median'])
     return ev
 
 def format_evaluation(ev:dict) -> str:
     "The evaluation as text: the threshold table, then the Dice per case."
     from segcourse.thresholds import MetricTable
-    lines = [f"{ev['data']} ({ev['split']}, {ev['items']} slices), checkpoint of epoch {ev['epoch']}{', mirrored TTA' if ev.get('tta') else ''}", '',
+    what = (f"checkpoint of epoch {ev['epoch']}" if 'members' not in ev else
+            f"ensemble of {len(ev['members'])} checkpoints (epochs {', '.join(map(str, ev['epoch']))})")
+    lines = [f"{ev['data']} ({ev['split']}, {ev['items']} slices), {what}{', mirrored TTA' if ev.get('tta') else ''}", '',
              repr(MetricTable(ev['table'])), '', f"Dice per case at threshold {ev['threshold']}:"]
     lines += [f"  {r['case']:<32} {r['slices']:>4} slices  {r['dice']:.4f}" + (f"  largest component {r['dice_largest']:.4f}" if 'dice_largest' in r else '')
               for r in ev['per_case']]
     lines.append(f"  mean {ev['case_dice_mean']:.4f}, median {ev['case_dice_median']:.4f} over {len(ev['per_case'])} cases")
     if 'case_dice_largest_mean' in ev:
         lines.append(f"  largest component of each case: mean {ev['case_dice_largest_mean']:.4f}, median {ev['case_dice_largest_median']:.4f}")
+    for m in ev.get('members', []): lines.append(f"  member {m['checkpoint']} alone: mean {m['case_dice_mean']:.4f}")
     return '\n'.join(lines)
 
 # %% ../nbs/api/08d_runs.ipynb #4783fb2b
