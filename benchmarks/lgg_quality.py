@@ -49,6 +49,12 @@ Measured so, 2 cores, one run each, mean per-case Dice with `--tta` (without):
   in 49 (a first `--fit-to-time` that could only shorten its plan: 21 minutes); 0.793 (0.790) with `--fit-to-time
   --batch-size 8`, 80 epochs. Keeping each patient's largest component (`--largest`) raised every one of these, by
   0.002 to 0.04, to at most 0.815 with `--tta` (0.825 without).
+- session 7, `--fit-to-time`: 0.797 (0.775) with `--norm instance`, 68 epochs (0.806 (0.801) with `--largest`). Two runs trained
+  side by side on one thread each (`--seed 0` and `--seed 1 --split-seed 0`, 44 epochs each in the same 29.5 minutes) and
+  evaluated as an ensemble (`segcourse evaluate --checkpoint ens0/last.pt ens1/last.pt --tta --largest`): 0.807
+  (0.803), members alone 0.797 and 0.805 (0.779 and 0.805); with `--largest` 0.818 (0.812).
+  Batch Dice instead of per-slice Dice (`--loss-option per_image=false`), 79 epochs: 0.736 (0.717), with `--largest` 0.764
+  (0.754), worse than every per-slice run.
 """
 import argparse, os, time
 from pathlib import Path

@@ -148,7 +148,8 @@ def _add_run_commands(sub):
     q = sub.add_parser('predict', help='write masks and probabilities for image files',
                        description='Predict with a checkpoint: for each image under --input write <name>_mask.png (or .tif '
                                    'for TIFF input) and <name>_prob.npy to --out.')
-    q.add_argument('--checkpoint', required=True, help='a best.pt or last.pt written by segcourse train')
+    q.add_argument('--checkpoint', required=True, nargs='+', help='a best.pt or last.pt written by segcourse train; several: '
+                   'an ensemble (their probabilities averaged)')
     q.add_argument('--input', required=True, help='an image file or a folder of images (*_mask.* files are skipped)')
     q.add_argument('--out', required=True, help='output folder')
     q.add_argument('--threshold', type=float, help="probability threshold (default: the run's)")

@@ -256,6 +256,12 @@ def _check_channels(model, x:torch.Tensor, what:str):
 
 INPUT_FIELDS = ('size', 'channels', 'normalize', 'crop', 'context')
 
+def _load_checkpoints(checkpoint, caller:str) -> tuple[list, list]:
+    "`(paths, checkpoints)` of one checkpoint or of a list of them (an ensemble)."
+    paths = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
+    if not paths: raise ValueError(f"{caller}: no checkpoint given")
+    return paths, [load_checkpoint(p) for p in paths]
+
 def _member_key(cfg:RunConfig, own_split:bool) -> dict:
     "The settings ensemble members must share: what their inputs look like and, on their own data, which items are held out."
     key = {k: getattr(cfg, k) for k in INPUT_FIELDS}
@@ -281,9 +287,7 @@ def evaluate_checkpoint(checkpoint:str|Path|list, # A checkpoint, or a list of t
                         largest:bool=False, # Also the per-case Dice of each case's largest connected 3D component
                        ) -> dict:
     "Threshold table and per-case Dice of a checkpoint's model (or an ensemble's) on `data` (on the full grid if the run cropped)."
-    paths = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
-    if not paths: raise ValueError("evaluate_checkpoint: no checkpoint given")
-    ckpts = [load_checkpoint(p) for p in paths]
+    paths, ckpts = _load_checkpoints(checkpoint, 'evaluate_checkpoint')
     nets = [model_from_checkpoint(c, model) for c in ckpts]
     cfg, split, ds = _data_for(ckpts[0], data, split)
     _check_members(ckpts, paths, own_split=split != 'all' and (data is None or data == cfg.data))
@@ -365,7 +369,8 @@ def _write_prediction(f:Path, prob:np.ndarray, mask:np.ndarray, input:Path, out:
     return dict(image=str(f), mask=str(mask_path), probabilities=str(prob_path), foreground=float((mask > 0).mean()))
 
 @torch.inference_mode()
-def predict_files(checkpoint:str|Path, input:str|Path, # An image file or a folder of images
+def predict_files(checkpoint:str|Path|list, # A checkpoint, or a list of them: an ensemble (their probabilities averaged)
+                  input:str|Path, # An image file or a folder of images
                   out:str|Path, # Folder for the masks and probabilities
                   threshold:float|None=None, # Default: the run's threshold
                   format:str='auto', # Mask files: "png", "tif", or "auto" (TIFF for TIFF inputs, else PNG)
@@ -373,12 +378,14 @@ def predict_files(checkpoint:str|Path, input:str|Path, # An image file or a fold
                   tta:bool=False, # Average with the prediction of the mirrored image
                   largest:bool=False, # Masks: keep only the largest connected 3D component of each case (folder)
                  ) -> list[dict]:
-    "Write a mask and a probability map for every image of `input`; return one record per image."
+    "Write a mask and a probability map for every image of `input` (an ensemble's: the mean probability); return one record per image."
     check_option('format', format, ('auto', 'png', 'tif'))
-    ckpt = load_checkpoint(checkpoint)
-    net, cfg = model_from_checkpoint(ckpt), RunConfig.from_dict(ckpt.get('config') or {})
+    paths, ckpts = _load_checkpoints(checkpoint, 'predict_files')
+    _check_members(ckpts, paths, own_split=False)
+    nets, cfg = [model_from_checkpoint(c) for c in ckpts], RunConfig.from_dict(ckpts[0].get('config') or {})
     threshold = cfg.threshold if threshold is None else threshold
-    dev = get_device(device); net.to(dev)
+    dev = get_device(device)
+    for net in nets: net.to(dev)
     input, out, records, norm = Path(input), Path(out), [], input_transform(cfg)
     cases = {}
     for f in _inputs(input): cases.setdefault(f.parent, []).append(f)  # a folder is a case, as in kaggle_3m
@@ -392,9 +399,10 @@ def predict_files(checkpoint:str|Path, input:str|Path, # An image file or a fold
         probs = []
         for f, image, box, near in zip(files, images, boxes, neighbour_indices([0] * len(files), cfg.context)):
             x = torch.cat([views[j] for j in near])  # with context: the case's neighbouring slices, in name order
-            _check_channels(net, x, f"image {f.name}" + (f" with {cfg.context} neighbouring slice(s) on each side" if cfg.context else ''))
+            _check_channels(nets[0], x, f"image {f.name}" + (f" with {cfg.context} neighbouring slice(s) on each side" if cfg.context else ''))
             no_mask = torch.zeros(1, *x.shape[-2:])
-            probs.append(uncrop(predict(net, [(x, no_mask)], 1, dev, tta=tta), [box], image.shape[:2])[0, 0].numpy())
+            prob = torch.stack([predict(net, [(x, no_mask)], 1, dev, tta=tta) for net in nets]).mean(0)
+            probs.append(uncrop(prob, [box], image.shape[:2])[0, 0].numpy())
         masks = [p >= threshold for p in probs]
         if largest:
             if len({m.shape for m in masks}) > 1: raise ValueError(f"largest: the images in {files[0].parent} differ in size, so they are not one volume")
