@@ -110,13 +110,13 @@ TRAIN_OPTIONS = [  # (flag, RunConfig field, type, help)
 ]
 
 def _add_run_commands(sub):
-    from segcourse.runs import RunConfig
-    default = RunConfig()
+    from segcourse.config import config_defaults
+    default = config_defaults()  # read from the class: no torch needed for the help
     t = sub.add_parser('train', help='train a model on phantoms, LGG or an image folder',
                        description='Train a segmentation model and write last.pt, best.pt, history.json/.csv/.png and '
                                    'config.json to --out. Runs on several processes under torchrun.')
     for flag, field, typ, text in TRAIN_OPTIONS:
-        t.add_argument(flag, dest=field, type=typ, default=argparse.SUPPRESS, help=f'{text} (default: {getattr(default, field)})')
+        t.add_argument(flag, dest=field, type=typ, default=argparse.SUPPRESS, help=f'{text} (default: {default[field]})')
     t.add_argument('--loss-option', dest='loss_options', action='append', type=_loss_option, metavar='NAME=VALUE',
                    help='an option of the loss, e.g. pos_weight=9 (weighted_bce) or per_image=false (dice_bce); repeat for several')
     t.add_argument('--out', default='segcourse-run', help='run folder (default: %(default)s)')
@@ -161,7 +161,7 @@ def _add_run_commands(sub):
                        description='Read every slice of lgg:PATH or folder:PATH at --size and write images (uint8), masks '
                                    '(bits) and case ids into one compressed .npz; train on it with --data packed:FILE.npz.')
     k.add_argument('--data', required=True, help='lgg:PATH or folder:PATH')
-    k.add_argument('--size', type=_positive_int, default=default.size, help='slices are resized to SIZE x SIZE (default: %(default)s)')
+    k.add_argument('--size', type=_positive_int, default=default['size'], help='slices are resized to SIZE x SIZE (default: %(default)s)')
     k.add_argument('--out', required=True, help='the .npz file to write')
     k.add_argument('--no-progress', action='store_true', help='hide the progress bar')
 

@@ -8,7 +8,6 @@ import difflib, os, random
 from pathlib import Path
 
 import numpy as np
-import torch
 
 # %% auto #0
 __all__ = ['DEVICES', 'RUN_MODES', 'ANNOTATOR_CHOICES', 'seed_everything', 'get_device', 'check_option', 'run_mode', 'by_mode',
@@ -21,6 +20,7 @@ def seed_everything(seed:int=42, # Seed for `random`, NumPy and torch
     "Seed Python, NumPy and torch; return the seed."
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    import torch
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -31,6 +31,7 @@ def seed_everything(seed:int=42, # Seed for `random`, NumPy and torch
 DEVICES = ('cuda', 'mps', 'cpu')
 
 def _device_available(name:str) -> bool:
+    import torch
     if name == 'cuda': return torch.cuda.is_available()
     if name == 'mps': return getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()
     return name == 'cpu'
@@ -38,6 +39,7 @@ def _device_available(name:str) -> bool:
 def get_device(prefer:str|None=None, # "cuda", "mps" or "cpu"; default: env `SEGCOURSE_DEVICE`, else the best available
               ) -> torch.device:
     "The device to run on: `prefer` if given, else CUDA, MPS or CPU, in that order."
+    import torch
     prefer = prefer or os.environ.get('SEGCOURSE_DEVICE') or None
     if prefer is not None:
         name = check_option('device', str(prefer).split(':')[0], DEVICES)
@@ -70,7 +72,7 @@ def run_mode(mode:str|None=None, # "smoke" or "full"; default: env `SEGCOURSE_MO
     mode = mode or os.environ.get('SEGCOURSE_MODE') or None
     if mode is not None: return check_option('mode', str(mode).lower(), RUN_MODES)
     if _under_tests(): return 'smoke'
-    return 'full' if torch.cuda.is_available() else 'smoke'
+    return 'full' if _device_available('cuda') else 'smoke'
 
 def by_mode(smoke, # Value in smoke mode
             full, # Value in full mode
@@ -90,6 +92,7 @@ def data_root(path:str|os.PathLike|None=None, # Explicit folder; default env `SE
 def set_threads(n:int|None=None, # Threads for torch; default env `SEGCOURSE_THREADS`, else leave torch's choice
                ) -> int:
     "Set torch's CPU thread count and return the count in force."
+    import torch
     n = n or int(os.environ.get('SEGCOURSE_THREADS', 0)) or None
     if n is not None:
         if n < 1: raise ValueError(f"threads must be at least 1, got {n}")
