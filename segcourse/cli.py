@@ -78,7 +78,7 @@ def _thresholds(text:str) -> tuple:
     return t
 
 TRAIN_OPTIONS = [  # (flag, RunConfig field, type, help)
-    ('--data', 'data', str, "phantom, lgg:PATH (Kaggle kaggle_3m layout), folder:PATH (images/ + masks/) or packed:FILE.npz"),
+    ('--data', 'data', str, "phantom, lgg:PATH (Kaggle kaggle_3m layout), folder:PATH (images/ + masks/) or packed:FILE.npz (or a folder of its parts)"),
     ('--model', 'model', str, 'unet, segnet, unetpp or transunet'),
     ('--features', 'features', _features, 'widths per level, e.g. 16,32,64,128'),
     ('--norm', 'norm', str, 'batch, instance, group or none'),
@@ -157,12 +157,14 @@ def _add_run_commands(sub):
     q.add_argument('--device', choices=['cuda', 'mps', 'cpu'], help='device (default: the best available)')
     q.add_argument('--tta', action='store_true', help='average with the prediction of the left-right mirrored image')
     q.add_argument('--largest', action='store_true', help='masks: keep the largest connected 3D component of each case (folder)')
-    k = sub.add_parser('pack', help='pack LGG or an image folder into one compressed .npz (for a GPU machine or Colab)',
+    k = sub.add_parser('pack', help='pack LGG or an image folder into one compressed .npz, or parts of it (for a GPU machine or Colab)',
                        description='Read every slice of lgg:PATH or folder:PATH at --size and write images (uint8), masks '
-                                   '(bits) and case ids into one compressed .npz; train on it with --data packed:FILE.npz.')
+                                   '(bits) and case ids into one compressed .npz (with --max-mib: a folder of parts, each case whole in one part); '
+                                   'train on it with --data packed:FILE.npz (or packed:FOLDER).')
     k.add_argument('--data', required=True, help='lgg:PATH or folder:PATH')
     k.add_argument('--size', type=_positive_int, default=default['size'], help='slices are resized to SIZE x SIZE (default: %(default)s)')
-    k.add_argument('--out', required=True, help='the .npz file to write')
+    k.add_argument('--out', required=True, help='the .npz file to write (with --max-mib: the folder for the parts)')
+    k.add_argument('--max-mib', type=float, help='split into parts of at most this many MiB, e.g. 60 for uploads limited to 64 MiB per file')
     k.add_argument('--no-progress', action='store_true', help='hide the progress bar')
 
 # %% ../nbs/api/11_cli.ipynb #a70a8999
@@ -224,9 +226,11 @@ def _pack(args) -> int:
     kind, path = parse_data(args.data)
     if kind not in ('lgg', 'folder'): raise ValueError(f"pack needs --data lgg:PATH or folder:PATH, got {args.data!r}")
     ds = load_dataset(RunConfig(data=args.data, size=args.size), kind, path)
-    out = pack_dataset(ds, args.out, progress=not args.no_progress)
+    out = pack_dataset(ds, args.out, progress=not args.no_progress, max_mib=args.max_mib)
+    files = sorted(out.glob('*.npz')) if out.is_dir() else [out]
+    sizes = ', '.join(f"{f.stat().st_size / 2**20:.1f}" for f in files)
     print(f"packed {len(ds)} slices of {len(set(ds.case_ids))} cases at {args.size}x{args.size} into {out} "
-          f"({out.stat().st_size / 2**20:.1f} MiB)")
+          + (f"({sizes} MiB)" if len(files) == 1 else f"({len(files)} parts of {sizes} MiB)"))
     return 0
 
 COMMANDS = {'demo': _demo, 'train': _train, 'evaluate': _evaluate, 'predict': _predict, 'pack': _pack}

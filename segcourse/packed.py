@@ -4,7 +4,7 @@
 
 # %% ../nbs/api/02f_packed.ipynb #1ed05fb5
 from __future__ import annotations
-import os
+import io, os
 from pathlib import Path
 
 import numpy as np
@@ -17,29 +17,102 @@ __all__ = ['PACKED_KEYS', 'pack_dataset', 'PackedDataset']
 # %% ../nbs/api/02f_packed.ipynb #a4687cbc
 PACKED_KEYS = ('images', 'masks', 'mask_shape', 'case_ids', 'source')
 
+def _save_packed(target, images:np.ndarray, masks:np.ndarray, case_ids:list, source:str):
+    "Write one packed `.npz` (a path or an open file): images as stored, masks as bits."
+    np.savez_compressed(target, images=images, masks=np.packbits(masks), mask_shape=np.array(masks.shape),
+                        case_ids=np.array(case_ids, dtype=str), source=np.array(source))
+
+def _packed_mib(images, masks, case_ids, source) -> float:
+    "The size in MiB of these items packed, measured by compressing them in memory."
+    buffer = io.BytesIO()
+    _save_packed(buffer, images, masks, case_ids, source)
+    return buffer.tell() / 2**20
+
+def _atomic_save(path:Path, *arrays):
+    tmp = path.with_name(path.name + '.tmp.npz')
+    _save_packed(tmp, *arrays)
+    os.replace(tmp, path)
+
+def _write_parts(folder:Path, images, masks, case_ids:list, source:str, max_mib:float) -> list[Path]:
+    "Spread whole cases over `part-001.npz`, ... in `folder`, each at most `max_mib` MiB; return the parts."
+    if folder.suffix == '.npz': raise ValueError(f"with max_mib, path names a folder for the parts, not a .npz file: {folder}")
+    if folder.is_dir() and any(folder.glob('*.npz')):
+        raise ValueError(f"{folder} already holds .npz files; parts are read together, so pack into an empty or new folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = np.array(case_ids)
+    cases = {c: np.flatnonzero(ids == c) for c in dict.fromkeys(case_ids)}
+    sizes = {c: _packed_mib(images[i], masks[i], [case_ids[j] for j in i], source) for c, i in cases.items()}
+    too_big = {c: s for c, s in sizes.items() if s > max_mib}
+    if too_big:
+        c, s = next(iter(too_big.items()))
+        raise ValueError(f"case {c} alone packs into {s:.1f} MiB, more than max_mib={max_mib}; a case is never split (pack at a smaller size?)")
+    groups, current, total = [], [], 0.0
+    for c, s in sizes.items():  # greedy, in case order; the sizes of cases packed apart add up to within a few kB
+        if current and total + s > max_mib: groups.append(current); current, total = [], 0.0
+        current.append(c); total += s
+    groups.append(current)
+    parts = []
+    for k, group in enumerate(groups, 1):
+        i = np.concatenate([cases[c] for c in group])
+        parts.append(folder/f'part-{k:03d}.npz')
+        _atomic_save(parts[-1], images[i], masks[i], [case_ids[j] for j in i], source)
+    return parts
+
 def pack_dataset(ds:FileDataset, # A file data set (`LGGDataset`, `FolderDataset`, ...), at the size to keep
-                 path:str|os.PathLike, # The `.npz` to write
+                 path:str|os.PathLike, # The `.npz` to write; with `max_mib`, a folder for the parts
                  progress:bool=False, # A progress bar over the items
+                 max_mib:float|None=None, # Split into parts of at most this many MiB (whole cases), e.g. for uploads limited per file
                 ) -> Path:
-    "Write every item of `ds` (images as stored, masks as bits, case ids) into one compressed `.npz`."
+    "Write every item of `ds` (images as stored, masks as bits, case ids) into one compressed `.npz`, or a folder of parts."
     if not hasattr(ds, 'raw'): raise TypeError(f"pack_dataset needs a file data set with raw(i) (LGGDataset, FolderDataset), got {type(ds).__name__}")
     path = Path(path)
-    if path.suffix != '.npz': raise ValueError(f"path must end in .npz, got {path}")
+    if max_mib is None and path.suffix != '.npz': raise ValueError(f"path must end in .npz, got {path}")
+    if max_mib is not None and not max_mib > 0: raise ValueError(f"max_mib must be a positive size in MiB, got {max_mib}")
     from tqdm.auto import tqdm
     images, masks = zip(*(ds.raw(i) for i in tqdm(range(len(ds)), desc='packing', disable=not progress)))
     shapes = {(a.shape, m.shape) for a, m in zip(images, masks)}
     if len(shapes) > 1: raise ValueError(f"items have {len(shapes)} different shapes; give the data set a size= so that all items match")
-    masks = np.stack(masks).astype(bool)
-    tmp = path.with_name(path.name + '.tmp.npz')
-    np.savez_compressed(tmp, images=np.stack(images), masks=np.packbits(masks), mask_shape=np.array(masks.shape),
-                        case_ids=np.array(ds.case_ids, dtype=str), source=np.array(repr(ds)))
-    os.replace(tmp, path)
+    arrays = np.stack(images), np.stack(masks).astype(bool), list(ds.case_ids), repr(ds)
+    if max_mib is not None:
+        _write_parts(path, *arrays, max_mib)
+        return path
+    _atomic_save(path, *arrays)
     return path
 
 # %% ../nbs/api/02f_packed.ipynb #5ad1dd43
+def _read_part(path:Path) -> tuple:
+    "`(images, masks, case_ids, source)` of one packed `.npz`, or a `FileProblem` naming it."
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in PACKED_KEYS if k not in f.files]
+            if missing: raise FileProblem(path, f"not a packed data set: missing {missing}")
+            shape = tuple(int(s) for s in f['mask_shape'])
+            images, source = f['images'], str(f['source'])
+            masks = np.unpackbits(f['masks'], count=int(np.prod(shape))).reshape(shape)
+            ids = [str(c) for c in f['case_ids']]
+    except FileProblem: raise
+    except Exception as e:  # a truncated or foreign file: BadZipFile, EOFError, ValueError, ...
+        raise FileProblem(path, f"cannot be read as a .npz ({type(e).__name__}: {e})") from e
+    if not len(ids) == len(images) == shape[0]:
+        raise FileProblem(path, f"{len(images)} images, {shape[0]} masks and {len(ids)} case ids do not match")
+    return images, masks, ids, source
+
+def _read_parts(parts:list[Path]) -> tuple:
+    "The parts of a packed folder read as one: shapes must agree and no case may be in two parts."
+    images, masks, ids, source = _read_part(parts[0])
+    images, masks, seen = [images], [masks], dict.fromkeys(ids, parts[0])
+    for p in parts[1:]:
+        a, m, i, _ = _read_part(p)
+        if a.shape[1:] != images[0].shape[1:] or m.shape[1:] != masks[0].shape[1:]:
+            raise FileProblem(p, f"items of shape {a.shape[1:]} do not match {images[0].shape[1:]} in {parts[0].name}")
+        twice = next((c for c in dict.fromkeys(i) if c in seen), None)
+        if twice is not None: raise FileProblem(p, f"case {twice} is also in {seen[twice].name}; a packed folder holds each case once")
+        images.append(a); masks.append(m); seen.update(dict.fromkeys(i, p)); ids += i
+    return np.concatenate(images), np.concatenate(masks), ids, source
+
 class PackedDataset(FileDataset):
-    "Items of a `.npz` written by `pack_dataset`: image `C H W`, mask `1 H W` (or `A H W`), with the case ids."
-    def __init__(self, path:str|os.PathLike, # A `.npz` from `pack_dataset`
+    "Items of a `.npz` written by `pack_dataset` (or of a folder of its parts): image `C H W`, mask `1 H W` (or `A H W`), with the case ids."
+    def __init__(self, path:str|os.PathLike, # A `.npz` from `pack_dataset`, or a folder of its parts
                  annotator:int|str=0, # With several annotators: index, "random", "all", "majority", "mean"
                  size:int|tuple|None=None, # Resize again to this `(H, W)`; None keeps the packed size
                  transform=None, # Paired transform `(image, mask) -> (image, mask)`
@@ -48,25 +121,17 @@ class PackedDataset(FileDataset):
                 ):
         super().__init__(size=size, cache=False, transform=transform, annotator=annotator, uint8=uint8)
         self.path = Path(path)
-        if not self.path.is_file(): raise FileNotFoundError(f"{self.path}: no such file (write one with pack_dataset)")
-        try:
-            with np.load(self.path, allow_pickle=False) as f:
-                missing = [k for k in PACKED_KEYS if k not in f.files]
-                if missing: raise FileProblem(self.path, f"not a packed data set: missing {missing}")
-                shape = tuple(int(s) for s in f['mask_shape'])
-                self.images, self.source = f['images'], str(f['source'])
-                self._masks = np.unpackbits(f['masks'], count=int(np.prod(shape))).reshape(shape)
-                ids = [str(c) for c in f['case_ids']]
-        except FileProblem: raise
-        except Exception as e:  # a truncated or foreign file: BadZipFile, EOFError, ValueError, ...
-            raise FileProblem(self.path, f"cannot be read as a .npz ({type(e).__name__}: {e})") from e
-        if not len(ids) == len(self.images) == shape[0]:
-            raise FileProblem(self.path, f"{len(self.images)} images, {shape[0]} masks and {len(ids)} case ids do not match")
+        if self.path.is_dir():
+            self.parts = sorted(self.path.glob('*.npz'))
+            if not self.parts: raise FileNotFoundError(f"{self.path} holds no .npz parts (write them with pack_dataset(..., max_mib=...))")
+        elif self.path.is_file(): self.parts = [self.path]
+        else: raise FileNotFoundError(f"{self.path}: no such file or folder (write one with pack_dataset)")
+        self.images, self._masks, ids, self.source = _read_parts(self.parts)
         keep = set(ids) if cases is None else set(cases)
         unknown = sorted(keep - set(ids))
         if unknown: raise ValueError(f"cases {unknown[:3]} are not in {self.path.name}")
         self.items = [(c, i) for i, c in enumerate(ids) if c in keep]
-        self._check_annotator(shape[1])
+        self._check_annotator(self._masks.shape[1])
 
     def _read(self, i:int) -> tuple:
         j = self.items[i][1]
@@ -74,4 +139,6 @@ class PackedDataset(FileDataset):
 
     def _read_masks(self, i:int) -> np.ndarray: return self._masks[self.items[i][1]]
 
-    def __repr__(self): return f"PackedDataset({len(self)} items, {len(set(self.case_ids))} cases, from {self.source})"
+    def __repr__(self):
+        parts = f" in {len(self.parts)} parts" if len(self.parts) > 1 else ''
+        return f"PackedDataset({len(self)} items, {len(set(self.case_ids))} cases{parts}, from {self.source})"

@@ -44,7 +44,7 @@ DATA_KINDS = ('phantom', 'lgg', 'folder', 'packed')
 MASK_DIRS = ('masks', 'labels', 'mask', 'gt')
 LAYOUTS_HELP = ("expected 'phantom', 'lgg:PATH' (PATH/<case>/<case>_<n>.tif with <case>_<n>_mask.tif, as Kaggle's kaggle_3m) "
                 "or 'folder:PATH' (PATH/images/<name>.<ext> with PATH/masks/<name>.<ext> or PATH/masks/<name>_mask.<ext>) "
-                "or 'packed:FILE.npz' (written by segcourse.packed.pack_dataset)")
+                "or 'packed:FILE.npz' (written by segcourse.packed.pack_dataset; or a folder of its parts)")
 
 def folder_patterns(root:str|os.PathLike) -> tuple[str, str]|None:
     "`(images, masks)` patterns for `FolderDataset` if `root` has an images/ + masks/ layout, else None."
@@ -65,7 +65,7 @@ def parse_data(spec:str) -> tuple[str, Path|None]:
         if kind == 'phantom': return kind, None
         if not path: raise ValueError(f"data={spec!r} needs a path: {kind}:PATH")
         path = Path(path).expanduser()
-        if not path.exists(): raise FileNotFoundError(f"data path {path}: no such {'file' if kind == 'packed' else 'folder'}")
+        if not path.exists(): raise FileNotFoundError(f"data path {path}: no such {'file or folder' if kind == 'packed' else 'folder'}")
         return kind, path
     path = Path(spec).expanduser()
     if not path.exists():

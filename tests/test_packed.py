@@ -92,3 +92,28 @@ def test_segcourse_pack_writes_a_file_train_can_read(lgg_folder, tmp_path):
     assert PackedDataset(tmp_path/'c.npz')[0][0].shape == (3, 40, 40)
     r = pack('--data', 'phantom', '--out', str(tmp_path/'d.npz'))
     assert r.returncode == 2 and 'lgg:PATH or folder:PATH' in r.stderr and 'Traceback' not in r.stderr
+
+def test_segcourse_pack_in_parts_and_train_on_the_folder(lgg_folder, tmp_path):
+    one_case = pack_dataset(LGGDataset(lgg_folder, size=32, cases=['TCGA_C0_0000_20000101']), tmp_path/'one.npz').stat().st_size / 2**20
+    r = run_in_process('pack', '--data', f'lgg:{lgg_folder}', '--size', '32', '--out', str(tmp_path/'parts'),
+                       '--max-mib', f'{2.5 * one_case:.6f}', '--no-progress')
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 'into' in r.stdout and '2 parts of' in r.stdout  # 4 cases, 2 per part
+    whole, parts = PackedDataset(pack_dataset(LGGDataset(lgg_folder, size=32), tmp_path/'whole.npz')), PackedDataset(tmp_path/'parts')
+    assert parts.case_ids == whole.case_ids and all(torch.equal(parts[i][0], whole[i][0]) for i in range(len(whole)))
+    assert parse_data(f'packed:{tmp_path/"parts"}') == ('packed', tmp_path/'parts')
+    r = run_in_process('train', '--data', f'packed:{tmp_path/"parts"}', '--quick', '--no-progress', '--epochs', '1', '--size', '32',
+                       '--val-fraction', '0.25', '--out', tmp_path/'run')
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_in_process('pack', '--data', f'lgg:{lgg_folder}', '--size', '32', '--out', str(tmp_path/'parts'), '--max-mib', '50')
+    assert r.returncode == 2 and 'already holds .npz files' in r.stderr and 'Traceback' not in r.stderr
+
+def test_a_damaged_part_is_named(lgg_folder, tmp_path):
+    folder = pack_dataset(LGGDataset(lgg_folder, size=32), tmp_path/'parts', max_mib=50)
+    (folder/'part-002.npz').write_bytes((folder/'part-001.npz').read_bytes()[:300])
+    with pytest.raises(FileProblem, match='part-002.npz'):
+        PackedDataset(folder)
+    (folder/'part-002.npz').unlink()
+    (folder/'part-001.npz').unlink()
+    with pytest.raises(FileNotFoundError, match='holds no .npz parts'):
+        PackedDataset(folder)
