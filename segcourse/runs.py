@@ -175,9 +175,15 @@ def train_run(cfg:RunConfig, out:str|Path, # Run folder: checkpoints, history, c
 # %% ../nbs/api/08d_runs.ipynb #41acff3c
 SPLITS = ('val', 'train', 'all')
 
+def _data_key(spec:str) -> str:
+    "A data argument as `kind:absolute path`, so that two names of the same data (`lgg:x`, `lgg:./x/`, `x`) compare equal."
+    try: kind, path = parse_data(spec)
+    except (ValueError, FileNotFoundError): return str(spec)  # not readable here: compare as written
+    return kind if path is None else f"{kind}:{path.resolve()}"
+
 def _data_for(ckpt:dict, data:str|None, split:str|None):
     cfg = RunConfig.from_dict(ckpt.get('config') or {})
-    same = data is None or data == cfg.data
+    same = data is None or _data_key(data) == _data_key(cfg.data)
     if data is not None: cfg.data = data
     split = check_option('split', split or ('val' if same else 'all'), SPLITS)
     if split == 'all':
@@ -202,7 +208,7 @@ def _member_key(cfg:RunConfig, own_split:bool) -> dict:
     "The settings ensemble members must share: what their inputs look like and, on their own data, which items are held out."
     key = {k: getattr(cfg, k) for k in INPUT_FIELDS}
     if own_split:
-        key.update(data=cfg.data, val_fraction=cfg.val_fraction, n_train=cfg.n_train, n_val=cfg.n_val)
+        key.update(data=_data_key(cfg.data), val_fraction=cfg.val_fraction, n_train=cfg.n_train, n_val=cfg.n_val)
         if cfg.data == 'phantom': key['seed'] = cfg.seed  # the seed draws the validation phantoms
         else: key['split_seed'] = cfg.seed if cfg.split_seed is None else cfg.split_seed
     return key
@@ -226,7 +232,7 @@ def evaluate_checkpoint(checkpoint:str|Path|list, # A checkpoint, or a list of t
     paths, ckpts = _load_checkpoints(checkpoint, 'evaluate_checkpoint')
     nets = [model_from_checkpoint(c, model) for c in ckpts]
     cfg, split, ds = _data_for(ckpts[0], data, split)
-    _check_members(ckpts, paths, own_split=split != 'all' and (data is None or data == cfg.data))
+    _check_members(ckpts, paths, own_split=split != 'all')
     _check_channels(nets[0], ds[0][0], f"data {cfg.data}")
     dev, ids = get_device(device), dataset_case_ids(ds)
     members = torch.cat([predict(net.to(dev), ds, batch_size, dev, tta=tta) for net in nets], 1)  # N M h w: a channel per member
