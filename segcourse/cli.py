@@ -110,7 +110,7 @@ TRAIN_OPTIONS = [  # (flag, RunConfig field, type, help)
 ]
 
 def _add_run_commands(sub):
-    from segcourse.config import config_defaults
+    from segcourse.config import AUGMENT, config_defaults
     default = config_defaults()  # read from the class: no torch needed for the help
     t = sub.add_parser('train', help='train a model on phantoms, LGG or an image folder',
                        description='Train a segmentation model and write last.pt, best.pt, history.json/.csv/.png and '
@@ -125,7 +125,9 @@ def _add_run_commands(sub):
     t.add_argument('--no-amp', action='store_true', help='no mixed precision (it is used on CUDA only anyway)')
     t.add_argument('--channels-last', action='store_true', help='channels-last memory format')
     t.add_argument('--tensorboard', action='store_true', help='log metrics and validation overlays to OUT/tensorboard')
-    t.add_argument('--augment', action='store_true', help='augment each batch on the device (zoom, rotation, flips, intensity)')
+    t.add_argument('--augment', nargs='?', const='default', choices=AUGMENT, metavar='PRESET',
+                   help='augment each batch on the device: default (zoom ±5%%, rotation ±15°, flips, mild intensity) or strong '
+                        '(zoom ±20%%, rotation ±30°, shifts, blur, bias field); --augment alone is default')
     t.add_argument('--fit-to-time', action='store_true', help='with --time-limit: after each epoch, plan as many epochs as fit at the pace '
                                                             'so far (at most --epochs) and give the learning-rate schedule that length')
     t.add_argument('--quick', action='store_true', help='a seconds-long run on tiny phantoms (smoke test)')
@@ -186,7 +188,7 @@ def _train(args) -> int:
     if args.no_amp: given['amp'] = False
     if args.channels_last: given['channels_last'] = True
     if args.tensorboard: given['tensorboard'] = True
-    if args.augment: given['augment'] = True
+    if args.augment: given['augment'] = True if args.augment == 'default' else args.augment
     if args.fit_to_time: given['fit_to_time'] = True
     if args.loss_options: given['loss_options'] = dict(args.loss_options)
     try:

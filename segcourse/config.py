@@ -9,11 +9,12 @@ from dataclasses import MISSING, dataclass, field, fields
 from .core import check_option
 
 # %% auto #0
-__all__ = ['NORMALIZE', 'CROPS', 'RunConfig', 'config_defaults']
+__all__ = ['NORMALIZE', 'CROPS', 'AUGMENT', 'RunConfig', 'config_defaults']
 
 # %% ../nbs/api/08e_config.ipynb #21415093
 NORMALIZE = ('none', 'zscore')
 CROPS = ('none', 'brain')
+AUGMENT = ('default', 'strong')  # the presets of segcourse.transforms.AUGMENTATIONS
 
 @dataclass
 class RunConfig:
@@ -49,7 +50,7 @@ class RunConfig:
     num_workers:int = 0
     threshold:float = 0.5
     tensorboard:bool = False      # log to OUT/tensorboard (needs the tensorboard package)
-    augment:bool = False          # random zoom, rotation, flips, gamma, contrast, noise on each batch, on the device
+    augment:bool|str = False      # augment each batch on the device: True or 'default' (zoom, rotation, flips, mild intensity), or 'strong'
     missing_sequence:float = 0.0  # chance that pre- and post-contrast are each FLAIR in training (MissingSequence; LGG)
     normalize:str = 'none'        # none, or zscore: every slice and channel standardised (files; also in evaluate and predict)
     crop:str = 'none'             # none, or brain: every case cut to a square around its brain (FLAIR) before resizing (files)
@@ -75,6 +76,7 @@ class RunConfig:
         if int(self.context) != self.context or self.context < 0: raise ValueError(f"context must be a whole number of slices >= 0, got {self.context}")
         check_option('normalize', self.normalize, NORMALIZE)
         check_option('crop', self.crop, CROPS)
+        if isinstance(self.augment, str): check_option('augment', self.augment, AUGMENT)
         self.features = tuple(self.features)
         self.loss_options = dict(self.loss_options or {})
         from segcourse.losses import get_loss  # here, not at the top: the command line builds its help without torch

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .core import check_option, get_device, set_threads
-from .config import CROPS, NORMALIZE, RunConfig
+from .config import AUGMENT, CROPS, NORMALIZE, RunConfig
 from .phantoms import PhantomDataset
 from .lgg import LGG_CHANNELS, LGGDataset, _cases_folder, _lgg_channels
 from .folders import FolderDataset
@@ -23,7 +23,7 @@ from .crops import CroppedCases, foreground_box, uncrop, uncrop_items
 from .slices import NeighbourSlices, neighbour_indices
 from .readers import IMAGE_SUFFIXES, image_to_tensor, read_image, resize_arrays
 from .splits import split_by_case, subsets
-from .transforms import Compose, MissingSequence, ZScore, default_augmentation
+from .transforms import AUGMENTATIONS, Compose, MissingSequence, ZScore
 from .models import get_model
 from .losses import get_loss
 from .accumulate import case_dice
@@ -139,12 +139,13 @@ def model_from_checkpoint(ckpt:dict, expect:str|None=None, # Fail unless the che
 
 # %% ../nbs/api/08d_runs.ipynb #1fac2a55
 def run_augmentation(cfg:RunConfig, in_channels:int):
-    "The run's batch transform: `MissingSequence` (if `missing_sequence`), then `default_augmentation` (if `augment`); or None."
-    if cfg.missing_sequence == 0: return default_augmentation(batch=True) if cfg.augment else None
+    "The run's batch transform: `MissingSequence` (if `missing_sequence`), then the `augment` preset (True is 'default'); or None."
+    preset = AUGMENTATIONS['default' if cfg.augment is True else cfg.augment] if cfg.augment else None
+    if cfg.missing_sequence == 0: return preset(batch=True) if preset else None
     if in_channels < 2: raise ValueError(f"missing_sequence={cfg.missing_sequence} needs images with several sequences (LGG: "
                                          f"pre-contrast, FLAIR, post-contrast), but data {cfg.data} has {in_channels} channel(s)")
     ts = [MissingSequence(keep=1, p=cfg.missing_sequence, sequences=in_channels // (2 * cfg.context + 1))]
-    ts += default_augmentation().transforms if cfg.augment else []
+    ts += preset().transforms if preset else []
     return Compose(ts, batch=True)
 
 # %% ../nbs/api/08d_runs.ipynb #4842fde0

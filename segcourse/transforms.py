@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch.utils.data import get_worker_info
 
 # %% auto #0
-__all__ = ['Transform', 'RandomAffine', 'RandomFlip', 'warp', 'Compose', 'RandomCrop', 'CenterCrop', 'Resize',
+__all__ = ['AUGMENTATIONS', 'Transform', 'RandomAffine', 'RandomFlip', 'warp', 'Compose', 'RandomCrop', 'CenterCrop', 'Resize',
            'IntensityTransform', 'ZScore', 'PercentileClip', 'RandomGamma', 'RandomContrast', 'GaussianNoise',
-           'RicianNoise', 'BiasField', 'GaussianBlur', 'MissingSequence', 'default_augmentation']
+           'RicianNoise', 'BiasField', 'GaussianBlur', 'MissingSequence', 'default_augmentation', 'strong_augmentation']
 
 # %% ../nbs/api/03_transforms.ipynb #1c1fb836
 def _rand(n:int, g:torch.Generator|None, device) -> torch.Tensor:
@@ -317,3 +317,17 @@ def default_augmentation(size:int|tuple|None=None, # Random crop to this size at
     if intensity: ts += [RandomGamma((0.8, 1.25), p=0.3), RandomContrast((0.85, 1.15), p=0.3), GaussianNoise((0., 0.03), p=0.3)]
     if size is not None: ts.append(RandomCrop(size))
     return Compose(ts, seed=seed, batch=batch)
+
+# %% ../nbs/api/03_transforms.ipynb #32f55132
+def strong_augmentation(size:int|tuple|None=None, # Random crop to this size at the end (None: keep the size)
+                        seed:int|None=None, # Seed (None: torch's global generator)
+                        batch:bool|None=None, # True for `B C H W` batches
+                       ) -> Compose:
+    "Zoom ±20%, rotation ±30°, shifts ±5%, left-right flips, then gamma, contrast, noise, blur and a bias field, each on a share of the items."
+    ts = [RandomAffine(scale=0.2, rotate=30., translate=0.05), RandomFlip(horizontal=0.5),
+          RandomGamma((0.7, 1.5), p=0.3), RandomContrast((0.75, 1.25), p=0.3), GaussianNoise((0., 0.05), p=0.2),
+          GaussianBlur((0.5, 1.0), p=0.2), BiasField(0.2, p=0.2)]
+    if size is not None: ts.append(RandomCrop(size))
+    return Compose(ts, seed=seed, batch=batch)
+
+AUGMENTATIONS = {'default': default_augmentation, 'strong': strong_augmentation}

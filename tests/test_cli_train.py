@@ -201,3 +201,8 @@ def test_fit_to_time_plans_the_epochs(tmp_path):
     ok(run('train', *QUICK, '--epochs', '3', '--time-limit', '60', '--fit-to-time', '--out', tmp_path/'run'))
     ck = torch.load(tmp_path/'run'/'last.pt', weights_only=True)
     assert ck['planned_epochs'] == 3 and ck['epoch'] == 3 and ck['config']['fit_to_time']
+
+@pytest.mark.parametrize('flags, recorded', [(['--augment'], True), (['--augment', 'strong'], 'strong'), ([], False)])
+def test_augment_preset_is_recorded(flags, recorded, tmp_path):
+    ok(run('train', *QUICK, '--epochs', '1', *flags, '--out', tmp_path/'run'))
+    assert json.loads((tmp_path/'run'/'config.json').read_text())['run']['augment'] == recorded
