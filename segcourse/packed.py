@@ -17,10 +17,10 @@ __all__ = ['PACKED_KEYS', 'pack_dataset', 'PackedDataset']
 # %% ../nbs/api/02f_packed.ipynb #a4687cbc
 PACKED_KEYS = ('images', 'masks', 'mask_shape', 'case_ids', 'source')
 
-def _save_packed(target, images:np.ndarray, masks:np.ndarray, case_ids:list, source:str):
-    "Write one packed `.npz` (a path or an open file): images as stored, masks as bits."
+def _save_packed(target, images:np.ndarray, masks:np.ndarray, case_ids:list, source:str, part:tuple|None=None):
+    "Write one packed `.npz` (a path or an open file): images as stored, masks as bits; a part also records `(k, n)`."
     np.savez_compressed(target, images=images, masks=np.packbits(masks), mask_shape=np.array(masks.shape),
-                        case_ids=np.array(case_ids, dtype=str), source=np.array(source))
+                        case_ids=np.array(case_ids, dtype=str), source=np.array(source), **({} if part is None else {'part': np.array(part)}))
 
 def _packed_mib(images, masks, case_ids, source) -> float:
     "The size in MiB of these items packed, measured by compressing them in memory."
@@ -28,9 +28,9 @@ def _packed_mib(images, masks, case_ids, source) -> float:
     _save_packed(buffer, images, masks, case_ids, source)
     return buffer.tell() / 2**20
 
-def _atomic_save(path:Path, *arrays):
-    tmp = path.with_name(path.name + '.tmp.npz')
-    _save_packed(tmp, *arrays)
+def _atomic_save(path:Path, *arrays, part:tuple|None=None):
+    tmp = path.with_name(path.name + '.tmp')
+    with open(tmp, 'wb') as f: _save_packed(f, *arrays, part=part)
     os.replace(tmp, path)
 
 def _write_parts(folder:Path, images, masks, case_ids:list, source:str, max_mib:float) -> list[Path]:
@@ -55,7 +55,7 @@ def _write_parts(folder:Path, images, masks, case_ids:list, source:str, max_mib:
     for k, group in enumerate(groups, 1):
         i = np.concatenate([cases[c] for c in group])
         parts.append(folder/f'part-{k:03d}.npz')
-        _atomic_save(parts[-1], images[i], masks[i], [case_ids[j] for j in i], source)
+        _atomic_save(parts[-1], images[i], masks[i], [case_ids[j] for j in i], source, part=(k, len(groups)))
     return parts
 
 def pack_dataset(ds:FileDataset, # A file data set (`LGGDataset`, `FolderDataset`, ...), at the size to keep
@@ -81,7 +81,7 @@ def pack_dataset(ds:FileDataset, # A file data set (`LGGDataset`, `FolderDataset
 
 # %% ../nbs/api/02f_packed.ipynb #5ad1dd43
 def _read_part(path:Path) -> tuple:
-    "`(images, masks, case_ids, source)` of one packed `.npz`, or a `FileProblem` naming it."
+    "`(images, masks, case_ids, source, part)` of one packed `.npz` (`part`: `(k, n)`, or None for a whole pack), or a `FileProblem` naming it."
     try:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in PACKED_KEYS if k not in f.files]
@@ -90,24 +90,39 @@ def _read_part(path:Path) -> tuple:
             images, source = f['images'], str(f['source'])
             masks = np.unpackbits(f['masks'], count=int(np.prod(shape))).reshape(shape)
             ids = [str(c) for c in f['case_ids']]
+            part = tuple(int(k) for k in f['part']) if 'part' in f.files else None
     except FileProblem: raise
     except Exception as e:  # a truncated or foreign file: BadZipFile, EOFError, ValueError, ...
         raise FileProblem(path, f"cannot be read as a .npz ({type(e).__name__}: {e})") from e
     if not len(ids) == len(images) == shape[0]:
         raise FileProblem(path, f"{len(images)} images, {shape[0]} masks and {len(ids)} case ids do not match")
-    return images, masks, ids, source
+    return images, masks, ids, source, part
+
+def _check_numbering(parts:list[Path], numbers:list):
+    "Every part `k of n` of a split pack is there once: an upload that missed a part fails instead of training on less data."
+    split = [(p, k) for p, k in zip(parts, numbers) if k is not None]
+    if not split: return
+    totals = {n for _, (_, n) in split}
+    if len(totals) > 1: raise FileProblem(split[0][0].parent, f"holds parts of different packs (of {sorted(totals)} parts)")
+    n, found = totals.pop(), sorted(k for _, (k, _) in split)
+    if found != list(range(1, n + 1)) or len(split) != len(parts):
+        missing = sorted(set(range(1, n + 1)) - set(found))
+        raise FileProblem(parts[0].parent, f"holds parts {found} of a pack of {n}" + (f": part(s) {missing} missing" if missing else '')
+                          + ('' if len(split) == len(parts) else ' and .npz files that are not parts'))
 
 def _read_parts(parts:list[Path]) -> tuple:
     "The parts of a packed folder read as one: shapes must agree and no case may be in two parts."
-    images, masks, ids, source = _read_part(parts[0])
-    images, masks, seen = [images], [masks], dict.fromkeys(ids, parts[0])
+    images, masks, ids, source, number = _read_part(parts[0])
+    images, masks, numbers, seen = [images], [masks], [number], dict.fromkeys(ids, parts[0])
     for p in parts[1:]:
-        a, m, i, _ = _read_part(p)
+        a, m, i, _, k = _read_part(p)
+        numbers.append(k)
         if a.shape[1:] != images[0].shape[1:] or m.shape[1:] != masks[0].shape[1:]:
             raise FileProblem(p, f"items of shape {a.shape[1:]} do not match {images[0].shape[1:]} in {parts[0].name}")
         twice = next((c for c in dict.fromkeys(i) if c in seen), None)
         if twice is not None: raise FileProblem(p, f"case {twice} is also in {seen[twice].name}; a packed folder holds each case once")
         images.append(a); masks.append(m); seen.update(dict.fromkeys(i, p)); ids += i
+    _check_numbering(parts, numbers)
     return np.concatenate(images), np.concatenate(masks), ids, source
 
 class PackedDataset(FileDataset):
