@@ -19,7 +19,7 @@ AUGMENT = ('default', 'strong')  # the presets of segcourse.transforms.AUGMENTAT
 @dataclass
 class RunConfig:
     "Everything a training run needs to know; saved with its checkpoints."
-    data:str = 'phantom'          # phantom, lgg:PATH or folder:PATH
+    data:str = 'phantom'          # phantom, lgg:PATH, folder:PATH or packed:FILE.npz (or a folder of parts)
     model:str = 'unet'            # a name from segcourse.models.MODELS
     features:tuple = (8, 16, 32, 64)  # widths per level
     norm:str = 'batch'            # batch, instance, group or none
