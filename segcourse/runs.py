@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .core import check_option, get_device, set_threads
-from .config import AUGMENT, CROPS, NORMALIZE, RunConfig
+from .config import CROPS, NORMALIZE, RunConfig
 from .phantoms import PhantomDataset
 from .lgg import LGG_CHANNELS, LGGDataset, _cases_folder, _lgg_channels
 from .folders import FolderDataset
