@@ -55,6 +55,11 @@ Measured so, 2 cores, one run each, mean per-case Dice with `--tta` (without):
   (0.803), members alone 0.797 and 0.805 (0.779 and 0.805); with `--largest` 0.818 (0.812).
   Batch Dice instead of per-slice Dice (`--loss-option per_image=false`), 79 epochs: 0.736 (0.717), with `--largest` 0.764
   (0.754), worse than every per-slice run.
+- session 8, `--fit-to-time`: a wider U-Net (`--features 12,24,48,96,192`, 2.2 times the weights, 27 epochs) 0.806 (0.801), with
+  `--largest` 0.806 (0.812); the Dice loss alone (`--loss dice`, 53 epochs) 0.808 (0.798), with `--largest` 0.809 (0.802); the
+  strong augmentation preset (`--augment strong`: zoom ±20%, rotation ±30°, shifts, blur, bias field; 51 epochs) 0.776 (0.742),
+  with `--largest` 0.754 (0.745): TCGA_CS_5397, the smallest tumour, fell to 0.43 (0.27 with `--largest`), while the median
+  patient rose to 0.849, the best median so far.
 """
 import argparse, os, time
 from pathlib import Path
