@@ -4,33 +4,23 @@
 
 # %% ../nbs/api/08a_checkpoint.ipynb #3aa8ef7c
 from __future__ import annotations
-import csv, io, json, math, os, random, tempfile
+import csv, io, json, math, os, random
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from .core import atomic_write
+
 # %% auto #0
-__all__ = ['CHECKPOINT_FORMAT', 'atomic_write', 'atomic_save', 'atomic_write_text', 'rng_states', 'set_rng_states', 'unwrap',
-           'save_checkpoint', 'load_checkpoint', 'load_weights', 'save_history', 'load_history']
+__all__ = ['CHECKPOINT_FORMAT', 'atomic_save', 'atomic_write_text', 'rng_states', 'set_rng_states', 'unwrap', 'save_checkpoint',
+           'load_checkpoint', 'load_weights', 'save_history', 'load_history', 'atomic_write']
+
+# %% ../nbs/api/08a_checkpoint.ipynb #f1b3c408
+_all_ = ['atomic_write']  # re-exported from segcourse.core
 
 # %% ../nbs/api/08a_checkpoint.ipynb #40ba9e6a
-def atomic_write(path:str|os.PathLike, # Destination file
-                 write, # Callable `write(f)` that writes to an open binary file
-                ) -> Path:
-    "Write a file through a temporary sibling and `os.replace`, so `path` is always complete."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write(f); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
 def atomic_save(obj, path:str|os.PathLike) -> Path:
     "`torch.save(obj, path)`, atomically."
     return atomic_write(path, lambda f: torch.save(obj, f))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .core import atomic_write
 from .readers import FileDataset, FileProblem
 
 # %% auto #0
@@ -27,11 +28,6 @@ def _packed_mib(images, masks, case_ids, source) -> float:
     buffer = io.BytesIO()
     _save_packed(buffer, images, masks, case_ids, source)
     return buffer.tell() / 2**20
-
-def _atomic_save(path:Path, *arrays, part:tuple|None=None):
-    tmp = path.with_name(path.name + '.tmp')
-    with open(tmp, 'wb') as f: _save_packed(f, *arrays, part=part)
-    os.replace(tmp, path)
 
 def _write_parts(folder:Path, images, masks, case_ids:list, source:str, max_mib:float) -> list[Path]:
     "Spread whole cases over `part-001.npz`, ... in `folder`, each at most `max_mib` MiB; return the parts."
@@ -55,7 +51,7 @@ def _write_parts(folder:Path, images, masks, case_ids:list, source:str, max_mib:
     for k, group in enumerate(groups, 1):
         i = np.concatenate([cases[c] for c in group])
         parts.append(folder/f'part-{k:03d}.npz')
-        _atomic_save(parts[-1], images[i], masks[i], [case_ids[j] for j in i], source, part=(k, len(groups)))
+        atomic_write(parts[-1], lambda f: _save_packed(f, images[i], masks[i], [case_ids[j] for j in i], source, part=(k, len(groups))))
     return parts
 
 def pack_dataset(ds:FileDataset, # A file data set (`LGGDataset`, `FolderDataset`, ...), at the size to keep
@@ -76,7 +72,7 @@ def pack_dataset(ds:FileDataset, # A file data set (`LGGDataset`, `FolderDataset
     if max_mib is not None:
         _write_parts(path, *arrays, max_mib)
         return path
-    _atomic_save(path, *arrays)
+    atomic_write(path, lambda f: _save_packed(f, *arrays))
     return path
 
 # %% ../nbs/api/02f_packed.ipynb #5ad1dd43
