@@ -98,6 +98,8 @@ TRAIN_OPTIONS = [  # (flag, RunConfig field, type, help)
     ('--lesion-share', 'lesion_share', _optional_float, "oversample lesion slices to this share, or 'none'"),
     ('--seed', 'seed', int, 'random seed'),
     ('--split-seed', 'split_seed', int, 'seed of the split by patient (default: --seed)'),
+    ('--folds', 'folds', int, 'cross-validation: deal the patients into this many folds (instead of --val-fraction)'),
+    ('--fold', 'fold', int, 'with --folds: the fold held out for validation, 0 to FOLDS-1'),
     ('--grad-clip', 'grad_clip', _optional_float, "clip the gradient norm, or 'none'"),
     ('--patience', 'patience', _positive_int, 'stop after this many epochs without improvement'),
     ('--time-limit', 'time_limit', _optional_float, 'minutes of training at most (no epoch starts that would end later)'),

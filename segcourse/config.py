@@ -41,6 +41,8 @@ class RunConfig:
     output_prior:float|None = 0.01
     seed:int = 0
     split_seed:int|None = None    # seed of the split by patient; None: seed (keep one split while varying seed)
+    folds:int|None = None         # cross-validation by patient: deal the cases into this many folds (instead of val_fraction)
+    fold:int = 0                  # with folds: the fold held out for validation, 0 to folds - 1
     amp:bool|str = True           # mixed precision: True (CUDA only), 'bf16' (also on a CPU), 'fp16' or False
     channels_last:bool = False
     grad_clip:float|None = None
@@ -71,6 +73,10 @@ class RunConfig:
         for k in ('epochs', 'batch_size', 'size', 'n_train', 'n_val'):
             if int(getattr(self, k)) < 1: raise ValueError(f"{k} must be at least 1, got {getattr(self, k)}")
         if not 0 < self.val_fraction < 1: raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.folds is not None and (int(self.folds) != self.folds or self.folds < 2):
+            raise ValueError(f"folds must be a whole number of at least 2, or None, got {self.folds}")
+        if self.fold and self.folds is None: raise ValueError(f"fold={self.fold} needs folds, the number of folds")
+        if self.folds is not None and not 0 <= self.fold < self.folds: raise ValueError(f"fold must be one of 0..{self.folds - 1}, got {self.fold}")
         if not 0 <= self.missing_sequence <= 1: raise ValueError(f"missing_sequence must be a chance in [0, 1], got {self.missing_sequence}")
         if self.fit_to_time and self.time_limit is None: raise ValueError("fit_to_time needs a time_limit (minutes) to fit the epochs into")
         if int(self.context) != self.context or self.context < 0: raise ValueError(f"context must be a whole number of slices >= 0, got {self.context}")

@@ -22,7 +22,7 @@ from .packed import PackedDataset
 from .crops import CroppedCases, foreground_box, uncrop, uncrop_items
 from .slices import NeighbourSlices, neighbour_indices
 from .readers import IMAGE_SUFFIXES, image_to_tensor, read_image, resize_arrays
-from .splits import split_by_case, subsets
+from .splits import kfold_by_case, split_by_case, subsets
 from .transforms import AUGMENTATIONS, Compose, MissingSequence, ZScore
 from .models import get_model
 from .losses import get_loss
@@ -115,11 +115,13 @@ def load_splits(cfg:RunConfig) -> dict:
     "`{'train': ..., 'val': ...}` data sets of a run, split by case."
     kind, path = parse_data(cfg.data)
     if kind == 'phantom':
+        if cfg.folds: raise ValueError(f"folds={cfg.folds} applies to file data (lgg, folder, packed); phantom runs validate on fresh phantoms (n_val)")
         return dict(train=load_dataset(cfg, kind), val=PhantomDataset(n=cfg.n_val, seed=cfg.seed * 3 + 1, size=cfg.size))
     ds = load_dataset(cfg, kind, path)
     if len(set(ds.case_ids)) < 2: raise ValueError(f"{cfg.data} has {len(set(ds.case_ids))} case(s); a train/val split by case needs at least 2")
     seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
-    idx = split_by_case(ds, {'train': 1 - cfg.val_fraction, 'val': cfg.val_fraction}, seed=seed, stratify='lesion')
+    if cfg.folds: idx = kfold_by_case(ds, cfg.folds, cfg.fold, seed=seed, stratify='lesion')
+    else: idx = split_by_case(ds, {'train': 1 - cfg.val_fraction, 'val': cfg.val_fraction}, seed=seed, stratify='lesion')
     return subsets(ds, idx)
 
 def model_spec(cfg:RunConfig, in_channels:int) -> dict:
@@ -209,7 +211,7 @@ def _member_key(cfg:RunConfig, own_split:bool) -> dict:
     "The settings ensemble members must share: what their inputs look like and, on their own data, which items are held out."
     key = {k: getattr(cfg, k) for k in INPUT_FIELDS}
     if own_split:
-        key.update(data=_data_key(cfg.data), val_fraction=cfg.val_fraction, n_train=cfg.n_train, n_val=cfg.n_val)
+        key.update(data=_data_key(cfg.data), val_fraction=cfg.val_fraction, folds=cfg.folds, fold=cfg.fold, n_train=cfg.n_train, n_val=cfg.n_val)
         if cfg.data == 'phantom': key['seed'] = cfg.seed  # the seed draws the validation phantoms
         else: key['split_seed'] = cfg.seed if cfg.split_seed is None else cfg.split_seed
     return key

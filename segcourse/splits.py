@@ -12,8 +12,8 @@ from torch.utils.data import Subset
 from .core import check_option
 
 # %% auto #0
-__all__ = ['SPLIT_NAMES', 'case_has_lesion', 'split_by_case', 'split_cases', 'check_no_leakage', 'split_by_item', 'SplitReport',
-           'split_report', 'CaseSubset', 'subsets']
+__all__ = ['SPLIT_NAMES', 'case_has_lesion', 'split_by_case', 'split_cases', 'check_no_leakage', 'split_by_item', 'kfold_by_case',
+           'SplitReport', 'split_report', 'CaseSubset', 'subsets']
 
 # %% ../nbs/api/02e_splits.ipynb #21b82ccb
 SPLIT_NAMES = ('train', 'val', 'test')
@@ -52,6 +52,17 @@ def case_has_lesion(ds) -> dict:
     for i, c in enumerate(_case_ids(ds)): out[c] |= ds.item_info(i)['foreground_fraction'] > 0
     return dict(out)
 
+def _strata(data, cases:list, stratify) -> dict:
+    "`{label: [case, ...]}`: the cases grouped by their stratum (one group without `stratify`)."
+    if stratify is None: labels = {}
+    elif isinstance(stratify, dict): labels = stratify
+    else: labels = case_has_lesion(data) if check_option('stratify', stratify, ['lesion']) else {}
+    missing = [c for c in cases if labels and c not in labels]
+    if missing: raise ValueError(f"stratify has no label for cases {missing[:5]}")
+    groups = defaultdict(list)
+    for c in cases: groups[labels.get(c, 0)].append(c)
+    return groups
+
 # %% ../nbs/api/02e_splits.ipynb #066597cc
 def split_by_case(data, # A dataset with `case_ids`, or one case id per item
                   fractions=(0.7, 0.15, 0.15), # Train/val(/test) shares of cases, or a dict `{name: share}`
@@ -60,14 +71,8 @@ def split_by_case(data, # A dataset with `case_ids`, or one case id per item
                  ) -> dict:
     "Item indices per split, drawn by case: no case is in two splits."
     ids, fr = _case_ids(data), _fractions(fractions)
-    if stratify is None: labels = {}
-    elif isinstance(stratify, dict): labels = stratify
-    else: labels = case_has_lesion(data) if check_option('stratify', stratify, ['lesion']) else {}
     cases = sorted(set(ids))
-    missing = [c for c in cases if labels and c not in labels]
-    if missing: raise ValueError(f"stratify has no label for cases {missing[:5]}")
-    groups = defaultdict(list)
-    for c in cases: groups[labels.get(c, 0)].append(c)
+    groups = _strata(data, cases, stratify)
     rng, split_of = np.random.default_rng(seed), {}
     for label in sorted(groups, key=str):
         group = [groups[label][k] for k in rng.permutation(len(groups[label]))]
@@ -109,6 +114,26 @@ def split_by_item(data, # A dataset or a list with one entry per item
     order, out, start = np.random.default_rng(seed).permutation(n), {}, 0
     for name, k in zip(fr, _counts(n, fr)):
         out[name] = sorted(int(i) for i in order[start:start + k]); start += k
+    return out
+
+# %% ../nbs/api/02e_splits.ipynb #8f374217
+def kfold_by_case(data, # A dataset with `case_ids`, or one case id per item
+                  folds:int=5, # Number of folds
+                  fold:int=0, # The fold held out for validation, 0 to `folds - 1`
+                  seed:int=0, # Seed of the shuffle
+                  stratify:str|dict|None=None, # None, "lesion" (needs `item_info`), or `{case_id: label}`
+                 ) -> dict:
+    "`{'train', 'val'}` item indices of fold `fold` of `folds`: over all folds, every case is validated once."
+    ids = _case_ids(data)
+    if int(folds) != folds or folds < 2: raise ValueError(f"folds must be a whole number of at least 2, got {folds}")
+    if int(fold) != fold or not 0 <= fold < folds: raise ValueError(f"fold must be one of 0..{folds - 1}, got {fold}")
+    cases = sorted(set(ids))
+    if len(cases) < folds: raise ValueError(f"{folds} folds need at least {folds} cases; the data has {len(cases)}")
+    rng, fold_of = np.random.default_rng(seed), {}
+    for label, group in sorted(_strata(data, cases, stratify).items(), key=lambda kv: str(kv[0])):
+        for j in rng.permutation(len(group)): fold_of[group[j]] = len(fold_of) % folds
+    out = {'train': [], 'val': []}
+    for i, c in enumerate(ids): out['val' if fold_of[c] == fold else 'train'].append(i)
     return out
 
 # %% ../nbs/api/02e_splits.ipynb #821caa61

@@ -94,6 +94,8 @@ def test_predict_writes_masks_and_probabilities(phantom_run, tmp_path):
     (['train', '--quick', '--context', '1'], 'context=1 applies to file data'),
     (['train', '--quick', '--context', '-1'], 'context must be a whole number'),
     (['train', '--quick', '--fit-to-time'], 'fit_to_time needs a time_limit'),
+    (['train', '--quick', '--fold', '1'], 'fold=1 needs folds'),
+    (['train', '--quick', '--folds', '5'], 'folds=5 applies to file data'),
 ])
 def test_bad_input_gets_one_line(args, message, tmp_path):
     r = run(*args, *(['--out', tmp_path/'o'] if args[0] == 'train' else []))
@@ -206,3 +208,16 @@ def test_fit_to_time_plans_the_epochs(tmp_path):
 def test_augment_preset_is_recorded(flags, recorded, tmp_path):
     ok(run('train', *QUICK, '--epochs', '1', *flags, '--out', tmp_path/'run'))
     assert json.loads((tmp_path/'run'/'config.json').read_text())['run']['augment'] == recorded
+
+@needs_lgg
+def test_lgg_sample_cross_validation_fold(tmp_path):
+    "`--folds 3 --fold 2`: the patients are dealt into three folds and the third is validated; the folds cover every patient once."
+    from segcourse.runs import RunConfig, load_splits
+    ok(run('train', '--quick', '--no-progress', '--data', f'lgg:{LGG_SAMPLE}', '--folds', '3', '--fold', '2', '--size', '64',
+           '--out', tmp_path/'run'))
+    cfg = json.loads((tmp_path/'run'/'config.json').read_text())['run']
+    assert (cfg['folds'], cfg['fold']) == (3, 2)
+    ok(run('evaluate', '--checkpoint', tmp_path/'run'/'last.pt', '--out', tmp_path))
+    held = [sorted(set(load_splits(RunConfig.quick(data=f'lgg:{LGG_SAMPLE}', size=64, folds=3, fold=k))['val'].case_ids)) for k in range(3)]
+    assert [row['case'] for row in json.loads((tmp_path/'evaluation.json').read_text())['per_case']] == held[2]
+    assert sorted(sum(held, [])) == sorted(p.name for p in LGG_SAMPLE.iterdir() if p.is_dir())
