@@ -149,6 +149,8 @@ def _add_run_commands(sub):
     e.add_argument('--device', choices=['cuda', 'mps', 'cpu'], help='device (default: the best available)')
     e.add_argument('--tta', action='store_true', help='average with the predictions of the left-right mirrored images')
     e.add_argument('--largest', action='store_true', help="also the Dice of each case's largest connected 3D component alone")
+    e.add_argument('--cross-validation', action='store_true', help='the checkpoints are the folds of one cross-validation (train --folds '
+                   'K --fold I): evaluate each on its own held-out cases and pool the per-case Dice')
     q = sub.add_parser('predict', help='write masks and probabilities for image files',
                        description='Predict with a checkpoint: for each image under --input write <name>_mask.png (or .tif '
                                    'for TIFF input) and <name>_prob.npy to --out.')
@@ -210,9 +212,15 @@ def _train(args) -> int:
     return 0
 
 def _evaluate(args) -> int:
-    from segcourse.runs import evaluate_checkpoint, format_evaluation
-    ev = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.model, args.thresholds, args.batch_size, args.device, args.tta, args.largest)
-    print(format_evaluation(ev))
+    if args.cross_validation:
+        if args.data or args.split: raise ValueError("--cross-validation evaluates each fold on its own held-out cases; leave out --data and --split")
+        from segcourse.crossval import evaluate_folds, format_folds
+        ev = evaluate_folds(args.checkpoint, args.tta, args.largest, args.batch_size, args.device)
+        print(format_folds(ev))
+    else:
+        from segcourse.runs import evaluate_checkpoint, format_evaluation
+        ev = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.model, args.thresholds, args.batch_size, args.device, args.tta, args.largest)
+        print(format_evaluation(ev))
     if args.out:
         from segcourse.checkpoint import atomic_write_text
         atomic_write_text(json.dumps(ev, indent=1), Path(args.out)/'evaluation.json')

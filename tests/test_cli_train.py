@@ -221,3 +221,8 @@ def test_lgg_sample_cross_validation_fold(tmp_path):
     held = [sorted(set(load_splits(RunConfig.quick(data=f'lgg:{LGG_SAMPLE}', size=64, folds=3, fold=k))['val'].case_ids)) for k in range(3)]
     assert [row['case'] for row in json.loads((tmp_path/'evaluation.json').read_text())['per_case']] == held[2]
     assert sorted(sum(held, [])) == sorted(p.name for p in LGG_SAMPLE.iterdir() if p.is_dir())
+    r = ok(run('evaluate', '--cross-validation', '--checkpoint', tmp_path/'run'/'last.pt', '--out', tmp_path/'cv'))
+    assert '1 of 3 folds' in r.stdout and 'folds [0, 1] are missing' in r.stdout
+    assert json.loads((tmp_path/'cv'/'evaluation.json').read_text())['missing'] == [0, 1]
+    r = run('evaluate', '--cross-validation', '--checkpoint', tmp_path/'run'/'last.pt', '--data', f'lgg:{LGG_SAMPLE}')
+    assert r.returncode == 2 and 'leave out --data and --split' in r.stderr
