@@ -4,11 +4,9 @@
 
 # %% ../nbs/api/08f_crossval.ipynb #262a3e86
 from __future__ import annotations
-from pathlib import Path
-
 from .config import RunConfig
 from .metrics import summarize
-from .runs import _data_key, _load_checkpoints, evaluate_checkpoint
+from .runs import _data_key, _differences, _load_checkpoints, evaluate_checkpoint
 
 # %% auto #0
 __all__ = ['check_folds', 'evaluate_folds', 'format_folds']
@@ -33,8 +31,7 @@ def check_folds(configs:list, # The `RunConfig` of each fold's run
         if not cfg.folds: raise ValueError(f"{name} was not trained on a fold (segcourse train --folds K --fold I)")
     first = _recipe(configs[0])
     for name, cfg in zip(names[1:], configs[1:]):
-        key = _recipe(cfg)
-        diff = [f"{k} {key.get(k)!r} (not {first.get(k)!r})" for k in {**first, **key} if key.get(k) != first.get(k)]
+        diff = _differences(_recipe(cfg), first)
         if diff: raise ValueError(f"{name} differs from {names[0]} in {', '.join(diff)}; the folds of a cross-validation share data and recipe")
     seen = {}
     for name, cfg in zip(names, configs):

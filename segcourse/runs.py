@@ -216,10 +216,14 @@ def _member_key(cfg:RunConfig, own_split:bool) -> dict:
         else: key['split_seed'] = cfg.seed if cfg.split_seed is None else cfg.split_seed
     return key
 
+def _differences(key:dict, ref:dict) -> list:
+    "`['name value (not reference value)', ...]` for every setting in which `key` differs from `ref`."
+    return [f"{k} {key.get(k)!r} (not {ref.get(k)!r})" for k in {**ref, **key} if key.get(k) != ref.get(k)]
+
 def _check_members(ckpts:list, paths:list, own_split:bool):
     keys = [_member_key(RunConfig.from_dict(c.get('config') or {}), own_split) for c in ckpts]
     for path, key in zip(paths[1:], keys[1:]):
-        diff = [f"{k} {key.get(k)!r} (not {keys[0].get(k)!r})" for k in {**keys[0], **key} if key.get(k) != keys[0].get(k)]
+        diff = _differences(key, keys[0])
         if diff: raise ValueError(f"ensemble: checkpoint {path} differs from {paths[0]} in {', '.join(diff)}; the members must see the same "
                                   "inputs" + (" and hold out the same cases (files: the same --split-seed; phantoms: the same --seed)" if own_split else ''))
 
