@@ -63,7 +63,7 @@ Measured so, 2 cores, one run each, mean per-case Dice with `--tta` (without):
   (0.776), with `--largest` 0.811 (0.806).
 - session 9, five-fold cross-validation by patient of the session-6 recipe (`--folds 5 --fold I` instead of `--val-fraction`,
   31 or 32 training patients, `--fit-to-time`; `segcourse evaluate --cross-validation --tta --largest`): folds 0 to 3 scored
-  0.675, 0.821, 0.730 and 0.848 with `--tta` (43, 48, 53 and 58 epochs; 0.612, 0.822, 0.726 and 0.848 with `--largest`). Over
+  0.675, 0.821, 0.730 and 0.848 with `--tta` (43, 48, 53 and 58 epochs; 0.612, 0.821, 0.726 and 0.848 with `--largest`). Over
   their 32 patients: mean 0.769, median 0.836 (with `--largest` 0.752 and 0.836). By hospital: 7 CS patients 0.54, 8 DU 0.78,
   8 FG 0.87, 9 HT 0.85; none of the CS patients has a missing sequence. Fold 4 was not finished in the session.
 """
