@@ -215,7 +215,7 @@ def _evaluate(args) -> int:
     if args.cross_validation:
         if args.data or args.split: raise ValueError("--cross-validation evaluates each fold on its own held-out cases; leave out --data and --split")
         from segcourse.crossval import evaluate_folds, format_folds
-        ev = evaluate_folds(args.checkpoint, args.tta, args.largest, args.batch_size, args.device)
+        ev = evaluate_folds(args.checkpoint, args.tta, args.largest, args.model, args.thresholds, args.batch_size, args.device)
         print(format_folds(ev))
     else:
         from segcourse.runs import evaluate_checkpoint, format_evaluation

@@ -42,6 +42,8 @@ def check_folds(configs:list, # The `RunConfig` of each fold's run
 def evaluate_folds(checkpoints:list, # One checkpoint per fold, from `segcourse train --folds K --fold I`
                    tta:bool=False, # Average with the prediction of the mirrored images
                    largest:bool=False, # Also the Dice of each case's largest connected 3D component
+                   model:str|None=None, # Expected model name (error if a fold holds another)
+                   thresholds=(0.1, 0.3, 0.5, 0.7, 0.9), # Of each fold's threshold table (in `per_fold`)
                    batch_size:int=16, device:str|None=None,
                   ) -> dict:
     "Each fold's checkpoint evaluated on its own held-out cases, and the per-case Dice pooled over the folds."
@@ -51,8 +53,8 @@ def evaluate_folds(checkpoints:list, # One checkpoint per fold, from `segcourse 
     order = sorted(range(len(paths)), key=lambda k: cfgs[k].fold)
     per_fold, per_case = [], []
     for k in order:
-        ev = evaluate_checkpoint(paths[k], batch_size=batch_size, device=device, tta=tta, largest=largest)
-        per_fold.append(dict(fold=cfgs[k].fold, checkpoint=str(paths[k]), epoch=ev['epoch'], cases=len(ev['per_case']),
+        ev = evaluate_checkpoint(paths[k], model=model, thresholds=thresholds, batch_size=batch_size, device=device, tta=tta, largest=largest)
+        per_fold.append(dict(fold=cfgs[k].fold, checkpoint=str(paths[k]), epoch=ev['epoch'], cases=len(ev['per_case']), table=ev['table'],
                              **{m: ev[m] for m in ('case_dice_mean', 'case_dice_median', 'case_dice_largest_mean') if m in ev}))
         per_case += [dict(row, fold=cfgs[k].fold) for row in ev['per_case']]
     n = cfgs[0].folds
