@@ -21,8 +21,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from segcourse.lgg import LGGDataset, write_lgg_case
-from segcourse.transforms import default_augmentation
+from segcourse.data.lgg import LGGDataset, write_lgg_case
+from segcourse.data.transforms import default_augmentation
 
 
 def lgg_root(tmp: Path) -> tuple:

@@ -42,8 +42,8 @@ def main():
     ap.add_argument('--depth', type=int, default=128, help='slices of the volume')
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from segcourse.inference import sliding_window_inference, window_slices
-    from segcourse.models import get_model
+    from segcourse.inference.windows import sliding_window_inference, window_slices
+    from segcourse.models.registry import get_model
     try:
         from monai.inferers import sliding_window_inference as monai_swi
     except ImportError:

@@ -18,7 +18,7 @@ stratified by lesion), `--val-cases` patients held out. The epochs are planned b
 from the pace of the epochs so far, so that the one-cycle schedule ends annealed within `--minutes`.
 Reported: wall minutes, epochs, and the Dice of every validation patient computed in 3D (all its
 slices' confusion counts summed), with the mean and the median, raw and after keeping the largest
-connected component of each patient's predicted volume (`segcourse.lesions.largest_per_case`). Prints the
+connected component of each patient's predicted volume (`segcourse.metrics.lesions.largest_per_case`). Prints the
 machine load: figures from a shared machine are not comparable.
 
 Two of the 7 validation patients (TCGA_FG_A60K, TCGA_HT_A61B) are FLAIR in all three channels: the data
@@ -28,7 +28,7 @@ so that the model has seen such cases; `--normalize zscore` standardises every s
 patients whose intensities are on another scale (TCGA_HT_A61B is about half as bright as the rest).
 TCGA_FG_A60K also shows its brain smaller than the others (it spans 202 of 256 pixels, the median patient 240):
 `--crop brain` cuts every patient to a square around its brain before resizing (the preprocessing of Buda et
-al. 2019, on FLAIR; `segcourse.crops.CroppedCases`, as `segcourse train --crop brain`), and the predictions are
+al. 2019, on FLAIR; `segcourse.data.crops.CroppedCases`, as `segcourse train --crop brain`), and the predictions are
 put back on the full grid (`uncrop_items`), so the Dice is computed against the same masks as without cropping
 (cropping and putting back the true masks alone gives a mean Dice of 0.974). `--tta` averages the final
 predictions with those of the mirrored images (`predict(..., tta=True)`, as `segcourse evaluate --tta`).
@@ -73,16 +73,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segcourse.accumulate import case_dice
+from segcourse.metrics.accumulate import case_dice
 from segcourse.core import set_threads
-from segcourse.crops import CroppedCases, uncrop_items
-from segcourse.lesions import largest_per_case
-from segcourse.lgg import LGGDataset
-from segcourse.models import get_model
-from segcourse.packed import PackedDataset
-from segcourse.splits import split_by_case, subsets
-from segcourse.train import fit, predict
-from segcourse.transforms import Compose, MissingSequence, RandomFlip, ZScore, default_augmentation
+from segcourse.data.crops import CroppedCases, uncrop_items
+from segcourse.metrics.lesions import largest_per_case
+from segcourse.data.lgg import LGGDataset
+from segcourse.models.registry import get_model
+from segcourse.data.packed import PackedDataset
+from segcourse.data.splits import split_by_case, subsets
+from segcourse.training.loop import fit, predict
+from segcourse.data.transforms import Compose, MissingSequence, RandomFlip, ZScore, default_augmentation
 
 def shared_lgg() -> Path:
     root = Path(os.environ.get('SEGCOURSE_SHARED_DATA') or Path(__file__).resolve().parents[2]/'shared'/'data')

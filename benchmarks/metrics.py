@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
-from segcourse.distance import distance_metrics, hd95
-from segcourse.metrics import compute_metrics, confusion
-from segcourse.thresholds import sweep_thresholds
+from segcourse.metrics.distance import distance_metrics, hd95
+from segcourse.metrics.overlap import compute_metrics, confusion
+from segcourse.metrics.thresholds import sweep_thresholds
 
 warnings.filterwarnings('ignore')
 

@@ -10,7 +10,7 @@ at equal widths.
 Each configuration runs in its own subprocess, so "peak MB" is that process's peak resident memory
 during the warm-up and timed steps minus its resident memory just before them (activations,
 gradients and workspace; the weights are already there). MACs (multiply-accumulates of one forward
-pass per image, from `segcourse.models.model_summary`) say how much work each design does. On a shared machine wall-clock speed depends on the other
+pass per image, from `segcourse.models.registry.model_summary`) say how much work each design does. On a shared machine wall-clock speed depends on the other
 load, so speed is also given per CPU-second of this process (with 1 thread, the speed on a core of its
 own); ratios use the CPU-second figures.
 
@@ -32,7 +32,7 @@ def _rss_mb() -> float:
 
 def build(name: str):
     import torch
-    from segcourse.models import get_model
+    from segcourse.models.registry import get_model
     torch.manual_seed(0)
     if name == 'monai_basicunet':  # = segcourse UNet(features=(16, 32, 64, 128, 256)): 4 poolings
         from monai.networks.nets import BasicUNet
@@ -73,7 +73,7 @@ def measure(name: str, channels_last: bool, device: str, size: int, batch: int, 
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device == 'cuda'
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0)
-    from segcourse.models import model_summary
+    from segcourse.models.registry import model_summary
     macs = model_summary(model, (1, 1, size, size))['macs']
     return dict(model=name, channels_last=channels_last, bf16=bf16, params=sum(p.numel() for p in model.parameters()), macs=macs,
                 img_s=steps * batch / wall, img_cpu_s=steps * batch / cpu, peak_mb=max(peak, 0.0))

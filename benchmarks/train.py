@@ -1,4 +1,4 @@
-"""Training speed of `segcourse.train.train_one_epoch`: images per second and peak memory, CPU and GPU,
+"""Training speed of `segcourse.training.loop.train_one_epoch`: images per second and peak memory, CPU and GPU,
 with and without mixed precision and channels-last, as ratios measured in one run (issue 7).
 
     OMP_NUM_THREADS=1 python benchmarks/train.py [--batch 8] [--size 128] [--steps 4] [--repeats 3] [--features 16,32,64,128]
@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from segcourse.losses import get_loss
-from segcourse.models import UNet
-from segcourse.train import amp_setup, train_one_epoch
+from segcourse.losses.registry import get_loss
+from segcourse.models.registry import UNet
+from segcourse.training.loop import amp_setup, train_one_epoch
 
 
 def data(n, size, channels=3, seed=0):

@@ -14,8 +14,8 @@ bigger batch alone gains little (see the uncertainty notebook).
 import argparse, os, resource, time
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 import torch
-from segcourse.unet import UNet
-from segcourse.uncertainty import _repeated_forward, default_batch_size, mc_dropout_mode, predict_samples, to_probabilities
+from segcourse.models.unet import UNet
+from segcourse.uncertainty.samplers import _repeated_forward, default_batch_size, mc_dropout_mode, predict_samples, to_probabilities
 
 def cpu_seconds():
     r = resource.getrusage(resource.RUSAGE_SELF); return r.ru_utime + r.ru_stime

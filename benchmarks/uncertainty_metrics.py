@@ -16,7 +16,7 @@ import argparse, os, subprocess, time
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 import torch
 
-from segcourse.uncertainty_metrics import _pair_counts, generalized_energy_distance, hungarian_iou, pairwise_confusion
+from segcourse.metrics.uncertainty import _pair_counts, generalized_energy_distance, hungarian_iou, pairwise_confusion
 
 
 def best_time(f, repeats):

@@ -62,7 +62,7 @@ def test_evaluate_prints_table_and_cases(phantom_run, tmp_path):
 
 def test_predict_writes_masks_and_probabilities(phantom_run, tmp_path):
     out, _ = phantom_run
-    from segcourse.phantoms import PhantomDataset
+    from segcourse.data.phantoms import PhantomDataset
     (tmp_path/'in'/'sub').mkdir(parents=True)
     img = PhantomDataset(n=1, seed=7, size=96)[0][0][0].numpy()
     np.save(tmp_path/'in'/'a.npy', img)
@@ -128,7 +128,7 @@ def test_checkpoint_of_another_model(phantom_run, tmp_path):
     assert r.returncode == 2 and 'could not be read safely' in r.stderr
 
 def test_folder_layout_trains(tmp_path):
-    from segcourse.phantoms import PhantomDataset
+    from segcourse.data.phantoms import PhantomDataset
     ds = PhantomDataset(n=12, seed=0, size=64, slices_per_case=4)
     for d in ('images', 'masks'): (tmp_path/'data'/d).mkdir(parents=True)
     for i in range(len(ds)):
@@ -212,7 +212,7 @@ def test_augment_preset_is_recorded(flags, recorded, tmp_path):
 @needs_lgg
 def test_lgg_sample_cross_validation_fold(tmp_path):
     "`--folds 3 --fold 2`: the patients are dealt into three folds and the third is validated; the folds cover every patient once."
-    from segcourse.runs import RunConfig, load_splits
+    from segcourse.training.runs import RunConfig, load_splits
     ok(run('train', '--quick', '--no-progress', '--data', f'lgg:{LGG_SAMPLE}', '--folds', '3', '--fold', '2', '--size', '64',
            '--out', tmp_path/'run'))
     cfg = json.loads((tmp_path/'run'/'config.json').read_text())['run']

@@ -4,8 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from segcourse.folders import FolderDataset, match_pattern
-from segcourse.readers import FileProblem
+from segcourse.data.folders import FolderDataset, match_pattern
+from segcourse.data.readers import FileProblem
 
 torch.set_num_threads(1)
 

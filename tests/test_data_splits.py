@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from segcourse.splits import (case_has_lesion, check_no_leakage, split_by_case, split_by_item, split_cases,
+from segcourse.data.splits import (case_has_lesion, check_no_leakage, split_by_case, split_by_item, split_cases,
                               split_report, subsets)
 
 

@@ -53,8 +53,8 @@ def test_lesion_oversampling_across_processes(tmp_path):
     assert load_checkpoint(tmp_path/'run'/'last.pt')['epoch'] == 4
 
 def test_distributed_lesion_sampler_shares_and_splits_the_epoch():
-    from segcourse.phantoms import PhantomDataset
-    from segcourse.train import DistributedLesionSampler
+    from segcourse.data.phantoms import PhantomDataset
+    from segcourse.training.loop import DistributedLesionSampler
     ds = PhantomDataset(n=96, seed=3, size=32)
     has = [ds.item_info(i)['foreground_fraction'] > 0 for i in range(len(ds))]
     draws = []

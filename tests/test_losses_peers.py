@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from segcourse.losses import (soft_dice_loss, focal_loss, tversky_loss, focal_tversky_loss, generalised_dice_loss,
+from segcourse.losses.registry import (soft_dice_loss, focal_loss, tversky_loss, focal_tversky_loss, generalised_dice_loss,
                               dice_bce_loss, boundary_loss, hausdorff_dt_loss, iou_loss)
 
 torch.set_num_threads(1)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from segcourse import metrics as M
-from segcourse.metrics import COUNT_METRICS, Confusion, confusion, from_counts
+from segcourse.metrics import overlap as M
+from segcourse.metrics.overlap import COUNT_METRICS, Confusion, confusion, from_counts
 
 torch.set_num_threads(1)
 FUNCS = {name: getattr(M, name) for name in COUNT_METRICS}
@@ -216,16 +216,16 @@ def test_probability_metrics_empty_cases(case):
 
 def test_get_metric_and_lazy_distance_names():
     for name in M.METRIC_NAMES: assert callable(M.get_metric(name))
-    from segcourse.metrics import hd95, nsd
-    from segcourse import distance
+    from segcourse.metrics.overlap import hd95, nsd
+    from segcourse.metrics import distance
     assert hd95 is distance.hd95 and nsd is distance.nsd
     with pytest.raises(AttributeError, match="no attribute 'hd99'"): M.hd99
 
 
 def test_inputs_that_require_grad():
     "Model outputs straight from a forward pass (requires_grad) are accepted everywhere."
-    from segcourse.thresholds import sweep_thresholds
-    from segcourse.distance import hd95
+    from segcourse.metrics.thresholds import sweep_thresholds
+    from segcourse.metrics.distance import hd95
     logits = torch.randn(2, 1, 6, 6, requires_grad=True)
     probs = torch.sigmoid(logits); target = torch.rand(2, 1, 6, 6) > 0.5
     assert M.dice(probs, target, threshold=0.5).shape == (2,)

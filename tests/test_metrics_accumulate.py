@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from segcourse import metrics as M
-from segcourse.accumulate import MetricAccumulator
-from segcourse.metrics import COUNT_METRICS
+from segcourse.metrics import overlap as M
+from segcourse.metrics.accumulate import MetricAccumulator
+from segcourse.metrics.overlap import COUNT_METRICS
 
 torch.set_num_threads(1)
 

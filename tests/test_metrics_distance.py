@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import ndimage as ndi
 
-from segcourse.distance import (DISTANCE_METRICS, assd, distance_metrics, hausdorff, hd95, mahalanobis, masd, nsd,
+from segcourse.metrics.distance import (DISTANCE_METRICS, assd, distance_metrics, hausdorff, hd95, mahalanobis, masd, nsd,
                                 surface, surface_distances)
 
 torch.set_num_threads(1)

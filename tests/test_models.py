@@ -1,4 +1,4 @@
-"""Acceptance tests for `segcourse.models` (issue 4): one interface for every model.
+"""Acceptance tests for `segcourse.models.registry` (issue 4): one interface for every model.
 
 Shapes at even and odd sizes, 1 and 3 channels, batch 1; gradients reach every parameter; eval is
 deterministic and dropout makes training passes differ; a skip's parameter count; U-Net++ deep
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from segcourse.core import seed_everything
-from segcourse.models import MODELS, SegNet, TransUNet, UNet, UNetPlusPlus, get_model, model_summary, summary_table
-from segcourse.unetpp import deep_supervision_loss
+from segcourse.models.registry import MODELS, SegNet, TransUNet, UNet, UNetPlusPlus, get_model, model_summary, summary_table
+from segcourse.models.unetpp import deep_supervision_loss
 
 torch.set_num_threads(1)
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from segcourse.lgg import LGGDataset, write_lgg_case
-from segcourse.packed import PackedDataset, pack_dataset
-from segcourse.readers import FileProblem
+from segcourse.data.lgg import LGGDataset, write_lgg_case
+from segcourse.data.packed import PackedDataset, pack_dataset
+from segcourse.data.readers import FileProblem
 
 from cli_helpers import run_in_process
-from segcourse.runs import RunConfig, load_splits, parse_data
+from segcourse.training.runs import RunConfig, load_splits, parse_data
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).parents[1]
@@ -51,7 +51,7 @@ def test_items_of_different_sizes_are_refused(tmp_path):
         pack_dataset(Mixed(), tmp_path/'m.npz')
 
 def test_pack_refuses_a_dataset_without_raw(tmp_path):
-    from segcourse.phantoms import PhantomDataset
+    from segcourse.data.phantoms import PhantomDataset
     with pytest.raises(TypeError, match='PhantomDataset'):
         pack_dataset(PhantomDataset(n=2, size=32), tmp_path/'x.npz')
 

@@ -67,7 +67,7 @@ def _mixes_imports_and_code(src: str) -> bool:
     has_code = any(isinstance(n, (ast.Expr, ast.Assign)) for n in ast.walk(tree))
     return has_import and has_code
 
-@pytest.mark.parametrize('nb', [p for p in notebooks() if p.parent.name == 'api'], ids=lambda p: p.name)
+@pytest.mark.parametrize('nb', [p for p in notebooks() if 'api' in p.relative_to(NBS).parts], ids=lambda p: str(p.relative_to(NBS)))
 def test_api_import_cells_hold_only_imports(nb):
     "nbdev's docs processing runs every cell with an import: such cells must not also compute or plot."
     bad = []

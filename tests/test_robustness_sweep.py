@@ -2,11 +2,11 @@
 import math
 import pytest, torch
 
-from segcourse.models import get_model
-from segcourse.phantoms import PhantomDataset
-from segcourse.robustness import CORRUPTIONS, corrupt, robustness_sweep, sweep_summary, plot_sweep
-from segcourse.train import make_loader, validate
-from segcourse.accumulate import MetricAccumulator
+from segcourse.models.registry import get_model
+from segcourse.data.phantoms import PhantomDataset
+from segcourse.robustness.corruptions import CORRUPTIONS, corrupt, robustness_sweep, sweep_summary, plot_sweep
+from segcourse.training.loop import make_loader, validate
+from segcourse.metrics.accumulate import MetricAccumulator
 
 torch.set_num_threads(1)
 
@@ -100,9 +100,9 @@ def test_plot(ds):
 
 # --- experiments: patch sampler, skip patterns, difficulty groups ---
 import numpy as np
-from segcourse.robustness_experiments import (PatchDataset, foreground_background_ratio, skip_patterns, lesion_sizes,
+from segcourse.robustness.experiments import (PatchDataset, foreground_background_ratio, skip_patterns, lesion_sizes,
                                                dice_by_difficulty, skip_ablation, fbr_experiment, CorruptionAugment)
-from segcourse.lesions import lesion_counts
+from segcourse.metrics.lesions import lesion_counts
 
 @pytest.fixture(scope='module')
 def slices(): return PhantomDataset(n=20, seed=5, size=64, lesion_prob=0.7)

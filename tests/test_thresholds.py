@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-import segcourse.thresholds as T
-from segcourse.metrics import COUNT_METRICS, confusion, from_counts
-from segcourse import metrics as M
-from segcourse.thresholds import (ThresholdSweep, roc_curve, pr_curve, score_threshold, select_threshold, sweep_counts,
+import segcourse.metrics.thresholds as T
+from segcourse.metrics.overlap import COUNT_METRICS, confusion, from_counts
+from segcourse.metrics import overlap as M
+from segcourse.metrics.thresholds import (ThresholdSweep, roc_curve, pr_curve, score_threshold, select_threshold, sweep_counts,
                                   sweep_thresholds, threshold_grid, threshold_report, threshold_table)
 
 torch.set_num_threads(1)
@@ -177,7 +177,7 @@ def test_torch_path_equals_numpy_path():
 
 
 def test_case_level_matches_accumulator():
-    from segcourse.accumulate import MetricAccumulator
+    from segcourse.metrics.accumulate import MetricAccumulator
     p, t = _data(n=9, seed=6)
     t[4] = False
     cases = ['a', 'a', 'b', 'b', 'b', 'c', 'd', 'd', 'd']

@@ -7,10 +7,10 @@ import torch
 
 from segcourse.checkpoint import atomic_save, load_checkpoint, load_weights, save_checkpoint
 from segcourse.core import seed_everything
-from segcourse.models import SegNet, UNet, UNetPlusPlus
-from segcourse.phantoms import PhantomDataset
-from segcourse.train import fit
-from segcourse.transforms import default_augmentation
+from segcourse.models.registry import SegNet, UNet, UNetPlusPlus
+from segcourse.data.phantoms import PhantomDataset
+from segcourse.training.loop import fit
+from segcourse.data.transforms import default_augmentation
 
 torch.set_num_threads(1)
 TRAIN = PhantomDataset(n=16, seed=0, size=64, slices_per_case=4)
@@ -20,7 +20,7 @@ class Interrupt(torch.nn.Module):
     "A loss that raises KeyboardInterrupt at its `at`-th training call, like a user pressing Ctrl-C."
     def __init__(self, at):
         super().__init__(); self.at, self.calls = at, 0
-        from segcourse.losses import get_loss
+        from segcourse.losses.registry import get_loss
         self.loss = get_loss('dice_bce')
     def forward(self, logits, target):
         if torch.is_grad_enabled():
@@ -103,7 +103,7 @@ def test_failed_write_keeps_previous(tmp_path, monkeypatch):
 CHILD = textwrap.dedent('''
     import os, sys, torch
     from segcourse.checkpoint import save_checkpoint
-    from segcourse.models import UNet
+    from segcourse.models.registry import UNet
     torch.set_num_threads(1)
     path, mode = sys.argv[1], sys.argv[2]
     model = UNet(features=(16, 32, 64, 128))

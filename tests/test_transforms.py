@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from segcourse.transforms import (BiasField, CenterCrop, Compose, GaussianBlur, GaussianNoise, PercentileClip, RandomAffine,
+from segcourse.data.transforms import (BiasField, CenterCrop, Compose, GaussianBlur, GaussianNoise, PercentileClip, RandomAffine,
                                   RandomContrast, RandomCrop, RandomFlip, RandomGamma, Resize, RicianNoise, ZScore,
                                   default_augmentation, warp)
 
@@ -168,7 +168,7 @@ def test_batch_on_gpu():
 
 def test_pipeline_and_dataset_pickle_for_spawned_workers(tmp_path):
     import pickle
-    from segcourse.lgg import LGGDataset, write_lgg_case
+    from segcourse.data.lgg import LGGDataset, write_lgg_case
     aug = default_augmentation(seed=0)
     aug(torch.rand(1, 8, 8), torch.zeros(1, 8, 8))  # generator created and advanced
     twin = pickle.loads(pickle.dumps(aug))

@@ -1,9 +1,9 @@
-"Peer check of segcourse.transforms against MONAI (test-only dependency): same numbers for the same operation."
+"Peer check of segcourse.data.transforms against MONAI (test-only dependency): same numbers for the same operation."
 import pytest
 import torch
 
 monai_transforms = pytest.importorskip('monai.transforms', reason="MONAI is a test-only peer: pip install monai")
-from segcourse.transforms import PercentileClip, RandomAffine, RandomFlip, ZScore
+from segcourse.data.transforms import PercentileClip, RandomAffine, RandomFlip, ZScore
 
 torch.set_num_threads(1)
 

@@ -3,9 +3,9 @@ import copy, math
 import pytest, torch
 from torch import nn
 
-from segcourse.phantoms import PhantomDataset
-from segcourse.unet import UNet
-from segcourse.uncertainty import (dropout_modules, expected_entropy, image_uncertainty, load_member, mc_dropout_mode,
+from segcourse.data.phantoms import PhantomDataset
+from segcourse.models.unet import UNet
+from segcourse.uncertainty.samplers import (dropout_modules, expected_entropy, image_uncertainty, load_member, mc_dropout_mode,
                                    mean_probability, mutual_information, pixel_std, predict_samples, predictive_entropy,
                                    train_ensemble, uncertainty_map, with_annotator)
 
@@ -125,7 +125,7 @@ def test_ensemble_argument_errors():
     with pytest.raises(TypeError, match='annotators'): with_annotator(torch.utils.data.TensorDataset(torch.zeros(2)), 0)
 
 def test_with_annotator_lidc_arrays():
-    from segcourse.lidc import LIDCDataset
+    from segcourse.data.lidc import LIDCDataset
     import numpy as np
     masks = np.zeros((2, 4, 8, 8), np.uint8)
     for a in range(4): masks[:, a, :a + 1] = 1
@@ -135,8 +135,8 @@ def test_with_annotator_lidc_arrays():
     assert ds.annotator == 'majority'
 
 # ProbUNet
-from segcourse.prob_unet import GaussianEncoder, ProbUNet
-from segcourse.train import fit
+from segcourse.models.prob_unet import GaussianEncoder, ProbUNet
+from segcourse.training.loop import fit
 
 @pytest.mark.parametrize('cin, cout, hw', [(1, 1, (20, 28)), (3, 1, (17, 33)), (1, 3, (16, 16))])
 def test_prob_unet_shapes_and_kl(cin, cout, hw):

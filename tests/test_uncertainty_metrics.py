@@ -4,7 +4,7 @@ from itertools import permutations
 import numpy as np
 import pytest, torch
 
-from segcourse.uncertainty_metrics import (annotator_disagreement, generalized_energy_distance, hungarian_iou,
+from segcourse.metrics.uncertainty import (annotator_disagreement, generalized_energy_distance, hungarian_iou,
     pairwise_confusion, referral_curve, uncertainty_error_overlap, uncertainty_rank_correlation)
 
 torch.set_num_threads(1)
@@ -113,8 +113,8 @@ import math
 from scipy import ndimage as ndi
 from scipy.optimize import minimize_scalar
 
-from segcourse.calibration import apply_temperature, brier_score, ece, fit_temperature, near_lesion, nll, reliability_diagram
-from segcourse.conformal import (calibrate_fdr, calibrate_fnr, conformal_masks, empirical_fnr, image_fdr, image_fnr)
+from segcourse.metrics.calibration import apply_temperature, brier_score, ece, fit_temperature, near_lesion, nll, reliability_diagram
+from segcourse.metrics.conformal import (calibrate_fdr, calibrate_fnr, conformal_masks, empirical_fnr, image_fdr, image_fnr)
 
 def _ece_ref(p, y, n_bins):
     p, y = np.asarray(p, float).ravel(), np.asarray(y, float).ravel()

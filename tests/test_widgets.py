@@ -1,13 +1,13 @@
-"Widgets driven by their callbacks: metrics equal segcourse.thresholds', selectors change the image shown, static/widget modes, errors."
+"Widgets driven by their callbacks: metrics equal segcourse.metrics.thresholds', selectors change the image shown, static/widget modes, errors."
 import numpy as np, pytest, torch
 
-from segcourse.lgg import LGGDataset, case_volume, write_lgg_case
-from segcourse.metrics import confusion, from_counts
-from segcourse.phantoms import PhantomDataset
-from segcourse.thresholds import sweep_thresholds
-from segcourse.widgets import (TABLE_METRICS, annotator_browser, case_browser, threshold_explorer, uncertainty_viewer,
+from segcourse.data.lgg import LGGDataset, case_volume, write_lgg_case
+from segcourse.metrics.overlap import confusion, from_counts
+from segcourse.data.phantoms import PhantomDataset
+from segcourse.metrics.thresholds import sweep_thresholds
+from segcourse.course.widgets import (TABLE_METRICS, annotator_browser, case_browser, threshold_explorer, uncertainty_viewer,
                                use_static)
-from segcourse.uncertainty import entropy
+from segcourse.uncertainty.samplers import entropy
 
 torch.set_num_threads(1)
 
