@@ -81,8 +81,10 @@ from segcourse.data.lgg import LGGDataset
 from segcourse.models.registry import get_model
 from segcourse.data.packed import PackedDataset
 from segcourse.data.splits import split_by_case, subsets
-from segcourse.training.loop import fit, predict
-from segcourse.data.transforms import Compose, MissingSequence, RandomFlip, ZScore, default_augmentation
+from segcourse.training.loop import fit
+from segcourse.inference.predict import predict
+from segcourse.data.transforms import Compose, RandomFlip
+from segcourse.data.intensity import MissingSequence, ZScore, default_augmentation
 
 def shared_lgg() -> Path:
     root = Path(os.environ.get('SEGCOURSE_SHARED_DATA') or Path(__file__).resolve().parents[2]/'shared'/'data')

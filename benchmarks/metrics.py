@@ -16,7 +16,8 @@ import torch
 from scipy import ndimage as ndi
 
 from segcourse.metrics.distance import distance_metrics, hd95
-from segcourse.metrics.overlap import compute_metrics, confusion
+from segcourse.metrics.overlap import compute_metrics
+from segcourse.metrics.confusion import confusion
 from segcourse.metrics.thresholds import sweep_thresholds
 
 warnings.filterwarnings('ignore')

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from segcourse.losses.registry import get_loss
-from segcourse.models.registry import UNet
+from segcourse.models.unet import UNet
 from segcourse.training.loop import amp_setup, train_one_epoch
 
 

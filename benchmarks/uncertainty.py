@@ -15,7 +15,8 @@ import argparse, os, resource, time
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 import torch
 from segcourse.models.unet import UNet
-from segcourse.uncertainty.samplers import _repeated_forward, default_batch_size, mc_dropout_mode, predict_samples, to_probabilities
+from segcourse.uncertainty.samplers import _repeated_forward, default_batch_size, mc_dropout_mode, predict_samples
+from segcourse.inference.predict import to_probabilities
 
 def cpu_seconds():
     r = resource.getrusage(resource.RUSAGE_SELF); return r.ru_utime + r.ru_stime

@@ -15,7 +15,7 @@ from .core import atomic_write
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'atomic_save', 'atomic_write_text', 'rng_states', 'set_rng_states', 'unwrap', 'save_checkpoint',
-           'load_checkpoint', 'load_weights', 'save_history', 'load_history', 'atomic_write']
+           'load_checkpoint', 'load_checkpoints', 'load_weights', 'save_history', 'load_history', 'atomic_write']
 
 # %% ../nbs/api/02_checkpoint.ipynb #f1b3c408
 _all_ = ['atomic_write']  # re-exported from segcourse.core
@@ -93,6 +93,15 @@ def load_checkpoint(path:str|os.PathLike, # A file written by `save_checkpoint`
     if not isinstance(ckpt, dict) or ckpt.get('format') != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a segcourse checkpoint (no format={CHECKPOINT_FORMAT!r} entry)")
     return ckpt
+
+def load_checkpoints(checkpoint, # A path, or a list of paths
+                     caller:str, # Who asks, for the message when the list is empty
+                    ) -> tuple[list, list]:
+    "`(paths, checkpoints)` of one checkpoint or of a list of them (an ensemble), each read with `load_checkpoint`."
+    paths = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
+    if not paths: raise ValueError(f"{caller}: no checkpoint given")
+    return paths, [load_checkpoint(p) for p in paths]
+
 
 # %% ../nbs/api/02_checkpoint.ipynb #9071cba2
 def load_weights(model:nn.Module, # The model to fill (or its DDP wrapper)

@@ -186,7 +186,8 @@ def _demo(args) -> int:
     return 0
 
 def _train(args) -> int:
-    from segcourse.training.runs import RunConfig, train_run
+    from segcourse.config import RunConfig
+    from segcourse.training.runs import train_run
     from segcourse.training.distributed import close_distributed, get_world_size, init_distributed, is_main
     given = {field: getattr(args, field) for _, field, _, _ in TRAIN_OPTIONS if hasattr(args, field)}  # 'none' gives None
     if args.no_amp: given['amp'] = False
@@ -218,7 +219,7 @@ def _evaluate(args) -> int:
         ev = evaluate_folds(args.checkpoint, args.tta, args.largest, args.model, args.thresholds, args.batch_size, args.device)
         print(format_folds(ev))
     else:
-        from segcourse.training.runs import evaluate_checkpoint, format_evaluation
+        from segcourse.evaluation.evaluate import evaluate_checkpoint, format_evaluation
         ev = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.model, args.thresholds, args.batch_size, args.device, args.tta, args.largest)
         print(format_evaluation(ev))
     if args.out:
@@ -227,13 +228,14 @@ def _evaluate(args) -> int:
     return 0
 
 def _predict(args) -> int:
-    from segcourse.training.runs import predict_files
+    from segcourse.inference.files import predict_files
     recs = predict_files(args.checkpoint, args.input, args.out, args.threshold, args.format, args.device, args.tta, args.largest)
     print(f"wrote masks and probabilities of {len(recs)} image(s) to {args.out}")
     return 0
 
 def _pack(args) -> int:
-    from segcourse.training.runs import RunConfig, load_dataset, parse_data
+    from segcourse.config import RunConfig
+    from segcourse.data.registry import load_dataset, parse_data
     from segcourse.data.packed import pack_dataset
     kind, path = parse_data(args.data)
     if kind not in ('lgg', 'folder'): raise ValueError(f"pack needs --data lgg:PATH or folder:PATH, got {args.data!r}")

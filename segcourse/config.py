@@ -34,6 +34,7 @@ class RunConfig:
     warmup_epochs:float = 0.0
     size:int = 128                # images resized to size x size
     channels:str = 'all'          # LGG channels: all, flair, pre or post
+    annotator:int|str = 'majority'  # LIDC: whose mask is the target: majority, mean, random, or a reader 0 to 3
     val_fraction:float = 0.2      # share of cases held out for validation (LGG, folders)
     n_train:int = 480             # phantoms for training
     n_val:int = 64                # phantoms for validation
@@ -85,8 +86,6 @@ class RunConfig:
         if isinstance(self.augment, str): check_option('augment', self.augment, AUGMENT)
         self.features = tuple(self.features)
         self.loss_options = dict(self.loss_options or {})
-        from segcourse.losses.registry import get_loss  # here, not at the top: the command line builds its help without torch
-        get_loss(self.loss, **self.loss_options)  # a bad name or option fails now, before any data is read
 
 def config_defaults() -> dict:
     "Every `RunConfig` field's default, read from the class without making (and checking) a configuration."

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['DEVICES', 'RUN_MODES', 'ANNOTATOR_CHOICES', 'seed_everything', 'get_device', 'check_option', 'run_mode', 'by_mode',
-           'data_root', 'atomic_write', 'set_threads', 'reduce_annotations']
+__all__ = ['DEVICES', 'RUN_MODES', 'ANNOTATOR_CHOICES', 'seed_everything', 'get_device', 'check_option', 'under_tests',
+           'run_mode', 'by_mode', 'data_root', 'atomic_write', 'set_threads', 'reduce_annotations']
 
 # %% ../nbs/api/00_core.ipynb #8edae9d7
 def seed_everything(seed:int=42, # Seed for `random`, NumPy and torch
@@ -63,7 +63,8 @@ def check_option(name:str, # The argument's name, as the user wrote it
 # %% ../nbs/api/00_core.ipynb #3c387cdf
 RUN_MODES = ('smoke', 'full')
 
-def _under_tests() -> bool:
+def under_tests() -> bool:
+    "Whether the code runs under the tests (pytest, or `SEGCOURSE_TESTING` set): smoke mode, static figures."
     return 'PYTEST_CURRENT_TEST' in os.environ or os.environ.get('SEGCOURSE_TESTING', '') not in ('', '0')
 
 def run_mode(mode:str|None=None, # "smoke" or "full"; default: env `SEGCOURSE_MODE`, else by machine
@@ -71,7 +72,7 @@ def run_mode(mode:str|None=None, # "smoke" or "full"; default: env `SEGCOURSE_MO
     "The run size in force: `smoke` (quick, CPU) or `full` (the real experiment, GPU)."
     mode = mode or os.environ.get('SEGCOURSE_MODE') or None
     if mode is not None: return check_option('mode', str(mode).lower(), RUN_MODES)
-    if _under_tests(): return 'smoke'
+    if under_tests(): return 'smoke'
     return 'full' if _device_available('cuda') else 'smoke'
 
 def by_mode(smoke, # Value in smoke mode

@@ -212,7 +212,8 @@ def test_augment_preset_is_recorded(flags, recorded, tmp_path):
 @needs_lgg
 def test_lgg_sample_cross_validation_fold(tmp_path):
     "`--folds 3 --fold 2`: the patients are dealt into three folds and the third is validated; the folds cover every patient once."
-    from segcourse.training.runs import RunConfig, load_splits
+    from segcourse.config import RunConfig
+    from segcourse.data.registry import load_splits
     ok(run('train', '--quick', '--no-progress', '--data', f'lgg:{LGG_SAMPLE}', '--folds', '3', '--fold', '2', '--size', '64',
            '--out', tmp_path/'run'))
     cfg = json.loads((tmp_path/'run'/'config.json').read_text())['run']

@@ -54,7 +54,7 @@ def test_lesion_oversampling_across_processes(tmp_path):
 
 def test_distributed_lesion_sampler_shares_and_splits_the_epoch():
     from segcourse.data.phantoms import PhantomDataset
-    from segcourse.training.loop import DistributedLesionSampler
+    from segcourse.training.loaders import DistributedLesionSampler
     ds = PhantomDataset(n=96, seed=3, size=32)
     has = [ds.item_info(i)['foreground_fraction'] > 0 for i in range(len(ds))]
     draws = []

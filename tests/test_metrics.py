@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from segcourse.metrics import overlap as M
-from segcourse.metrics.overlap import COUNT_METRICS, Confusion, confusion, from_counts
+from segcourse import metrics as M
+from segcourse.metrics.overlap import COUNT_METRICS, from_counts
+from segcourse.metrics.confusion import Confusion, confusion
 
 torch.set_num_threads(1)
 FUNCS = {name: getattr(M, name) for name in COUNT_METRICS}
@@ -216,7 +217,7 @@ def test_probability_metrics_empty_cases(case):
 
 def test_get_metric_and_lazy_distance_names():
     for name in M.METRIC_NAMES: assert callable(M.get_metric(name))
-    from segcourse.metrics.overlap import hd95, nsd
+    from segcourse.metrics.distance import hd95, nsd
     from segcourse.metrics import distance
     assert hd95 is distance.hd95 and nsd is distance.nsd
     with pytest.raises(AttributeError, match="no attribute 'hd99'"): M.hd99

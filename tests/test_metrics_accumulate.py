@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from segcourse.metrics import overlap as M
+from segcourse import metrics as M
 from segcourse.metrics.accumulate import MetricAccumulator
 from segcourse.metrics.overlap import COUNT_METRICS
 

@@ -12,7 +12,8 @@ from segcourse.data.packed import PackedDataset, pack_dataset
 from segcourse.data.readers import FileProblem
 
 from cli_helpers import run_in_process
-from segcourse.training.runs import RunConfig, load_splits, parse_data
+from segcourse.config import RunConfig
+from segcourse.data.registry import load_splits, parse_data
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).parents[1]

@@ -5,7 +5,8 @@ import pytest, torch
 from segcourse.models.registry import get_model
 from segcourse.data.phantoms import PhantomDataset
 from segcourse.robustness.corruptions import CORRUPTIONS, corrupt, robustness_sweep, sweep_summary, plot_sweep
-from segcourse.training.loop import make_loader, validate
+from segcourse.training.loaders import make_loader
+from segcourse.training.loop import validate
 from segcourse.metrics.accumulate import MetricAccumulator
 
 torch.set_num_threads(1)

@@ -7,10 +7,12 @@ import torch
 
 from segcourse.checkpoint import atomic_save, load_checkpoint, load_weights, save_checkpoint
 from segcourse.core import seed_everything
-from segcourse.models.registry import SegNet, UNet, UNetPlusPlus
+from segcourse.models.segnet import SegNet
+from segcourse.models.unet import UNet
+from segcourse.models.unetpp import UNetPlusPlus
 from segcourse.data.phantoms import PhantomDataset
 from segcourse.training.loop import fit
-from segcourse.data.transforms import default_augmentation
+from segcourse.data.intensity import default_augmentation
 
 torch.set_num_threads(1)
 TRAIN = PhantomDataset(n=16, seed=0, size=64, slices_per_case=4)
@@ -103,7 +105,7 @@ def test_failed_write_keeps_previous(tmp_path, monkeypatch):
 CHILD = textwrap.dedent('''
     import os, sys, torch
     from segcourse.checkpoint import save_checkpoint
-    from segcourse.models.registry import UNet
+    from segcourse.models.unet import UNet
     torch.set_num_threads(1)
     path, mode = sys.argv[1], sys.argv[2]
     model = UNet(features=(16, 32, 64, 128))

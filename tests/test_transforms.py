@@ -4,9 +4,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from segcourse.data.transforms import (BiasField, CenterCrop, Compose, GaussianBlur, GaussianNoise, PercentileClip, RandomAffine,
-                                  RandomContrast, RandomCrop, RandomFlip, RandomGamma, Resize, RicianNoise, ZScore,
-                                  default_augmentation, warp)
+from segcourse.data.intensity import BiasField, GaussianBlur, GaussianNoise, PercentileClip, RandomContrast, RandomGamma, RicianNoise, ZScore, default_augmentation
+from segcourse.data.transforms import CenterCrop, Compose, RandomAffine, RandomCrop, RandomFlip, Resize, warp
 
 torch.set_num_threads(1)
 

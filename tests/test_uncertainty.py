@@ -5,7 +5,8 @@ from torch import nn
 
 from segcourse.data.phantoms import PhantomDataset
 from segcourse.models.unet import UNet
-from segcourse.uncertainty.samplers import (dropout_modules, expected_entropy, image_uncertainty, load_member, mc_dropout_mode,
+from segcourse.models.registry import model_from_checkpoint
+from segcourse.uncertainty.samplers import (dropout_modules, expected_entropy, image_uncertainty, mc_dropout_mode,
                                    mean_probability, mutual_information, pixel_std, predict_samples, predictive_entropy,
                                    train_ensemble, uncertainty_map, with_annotator)
 
@@ -114,7 +115,7 @@ def test_checkpoint_ensemble_by_seed_and_bootstrap(tmp_path):
         torch.testing.assert_close(a, predict_samples(paths, xs), atol=1e-6, rtol=0)
         torch.testing.assert_close(a, predict_samples(paths, xs, model_fn=lambda: UNet(features=(4, 8))), atol=1e-6, rtol=0)
         assert a.std(0).max() > 0  # other seeds, other members
-    with pytest.raises(ValueError, match='do not fit'): load_member(paths[0], lambda: UNet(features=(4, 16)))
+    with pytest.raises(ValueError, match='do not fit'): model_from_checkpoint(paths[0], model_fn=lambda: UNet(features=(4, 16)))
     _, none = train_ensemble(lambda: UNet(features=(4, 8)), ds, members=1, epochs=1, batch_size=4, progress=False)
     assert none == [None]
 

@@ -2,7 +2,8 @@
 import numpy as np, pytest, torch
 
 from segcourse.data.lgg import LGGDataset, case_volume, write_lgg_case
-from segcourse.metrics.overlap import confusion, from_counts
+from segcourse.metrics.confusion import confusion
+from segcourse.metrics.overlap import from_counts
 from segcourse.data.phantoms import PhantomDataset
 from segcourse.metrics.thresholds import sweep_thresholds
 from segcourse.course.widgets import (TABLE_METRICS, annotator_browser, case_browser, threshold_explorer, uncertainty_viewer,

@@ -16,8 +16,9 @@ import segcourse
 from ..core import get_device, seed_everything, set_threads
 from ..data.phantoms import PhantomDataset, foreground_stats
 from ..models.registry import get_model
-from ..training.loop import fit, predict
-from ..metrics.thresholds import threshold_table
+from ..training.loop import fit
+from ..inference.predict import predict
+from ..metrics.selection import threshold_table
 from .viz import plot_history, show_predictions
 
 # %% auto #0

@@ -11,7 +11,7 @@ import torch
 
 from ..core import seed_everything
 from ..models.registry import MODELS, get_model
-from ..metrics.thresholds import MetricTable
+from ..metrics.selection import MetricTable
 from ..training.loop import fit
 
 # %% auto #0

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ..core import check_option, _under_tests
+from ..core import check_option, under_tests
 from ..metrics.overlap import dice
 from ..metrics.thresholds import sweep_thresholds
 from ..uncertainty.samplers import mean_probability, predictive_entropy, mutual_information
@@ -29,7 +29,7 @@ def use_static(static:bool|None=None, # True/False forces the choice; None decid
     if static is not None: return bool(static)
     env = os.environ.get('SEGCOURSE_STATIC', '')
     if env: return env != '0'
-    if _under_tests(): return True
+    if under_tests(): return True
     try:
         import ipywidgets
         from IPython import get_ipython

@@ -17,8 +17,8 @@ from .readers import (FileDataset, FileProblem, ON_ERROR, as_binary_mask, check_
                                read_image, report_skipped)
 
 # %% auto #0
-__all__ = ['LGG_CHANNELS', 'LGG_KAGGLE', 'LGG_HOWTO', 'write_lgg_case', 'LGGCase', 'find_lgg_root', 'scan_lgg', 'lgg_cases',
-           'LGGDataset', 'case_volume', 'download_lgg']
+__all__ = ['LGG_CHANNELS', 'LGG_KAGGLE', 'LGG_HOWTO', 'write_lgg_case', 'LGGCase', 'find_lgg_root', 'cases_folder', 'scan_lgg',
+           'lgg_cases', 'lgg_channels', 'LGGDataset', 'case_volume', 'download_lgg']
 
 # %% ../../nbs/api/data/03_lgg.ipynb #2d9a6c6a
 def write_lgg_case(root:str|os.PathLike, # The `kaggle_3m` folder
@@ -52,9 +52,9 @@ def find_lgg_root(root:str|os.PathLike, # `kaggle_3m`, or a folder with `kaggle_
     "The folder that holds the LGG case folders."
     root = Path(root).expanduser()
     if not root.is_dir(): raise FileNotFoundError(f"{root}: no such folder (expected the LGG kaggle_3m folder)")
-    return _cases_folder(root) or root
+    return cases_folder(root) or root
 
-def _cases_folder(root:Path) -> Path|None:
+def cases_folder(root:Path) -> Path|None:
     for cand in [root, root/'kaggle_3m', *sorted(root.glob('*/kaggle_3m')), *sorted(root.glob('*/*/kaggle_3m'))]:
         if cand.is_dir() and any(d.is_dir() and any(f.suffix.lower() in _TIF for f in d.iterdir()) for d in cand.iterdir()):
             return cand
@@ -102,7 +102,7 @@ def lgg_cases(root:str|os.PathLike, # `kaggle_3m` folder (or a parent)
 # %% ../../nbs/api/data/03_lgg.ipynb #297e7aed
 LGG_CHANNELS = {'all': (0, 1, 2), 'pre': (0,), 'flair': (1,), 'post': (2,)}
 
-def _lgg_channels(channels) -> tuple:
+def lgg_channels(channels) -> tuple:
     if isinstance(channels, str): return LGG_CHANNELS[check_option('channels', channels, LGG_CHANNELS)]
     channels = tuple(int(c) for c in channels)
     if not channels or any(c not in (0, 1, 2) for c in channels):
@@ -123,7 +123,7 @@ class LGGDataset(FileDataset):
                  verify:bool=False, # Read every file now, so broken files are found up front
                 ):
         super().__init__(size=size, cache=cache, transform=transform, annotator=0, uint8=uint8)
-        self.channels = _lgg_channels(channels)
+        self.channels = lgg_channels(channels)
         self.cases, skipped = scan_lgg(root, on_error)
         if cases is not None:
             known = {c.case_id for c in self.cases}
@@ -175,7 +175,7 @@ def download_lgg(dest:str|os.PathLike|None=None, # Where to look first and where
                 ) -> Path:
     "Download the Kaggle LGG data set if needed (kagglehub or Kaggle API); return its `kaggle_3m` folder."
     dest = Path(dest) if dest is not None else data_root()/'lgg'
-    found = _cases_folder(dest) if dest.is_dir() else None
+    found = cases_folder(dest) if dest.is_dir() else None
     if found is not None: return found
     tried = []
     try:

@@ -13,7 +13,7 @@ from ..core import check_option
 
 # %% auto #0
 __all__ = ['SPLIT_NAMES', 'case_has_lesion', 'split_by_case', 'split_cases', 'check_no_leakage', 'split_by_item', 'kfold_by_case',
-           'SplitReport', 'split_report', 'CaseSubset', 'subsets']
+           'SplitReport', 'split_report', 'CaseSubset', 'subsets', 'dataset_case_ids']
 
 # %% ../../nbs/api/data/09_splits.ipynb #21b82ccb
 SPLIT_NAMES = ('train', 'val', 'test')
@@ -167,3 +167,10 @@ class CaseSubset(Subset):
 def subsets(ds, splits:dict) -> dict:
     "`{name: CaseSubset(ds, indices)}` for each split."
     return {name: CaseSubset(ds, list(idx)) for name, idx in splits.items()}
+
+# %% ../../nbs/api/data/09_splits.ipynb #646dc2c9
+def dataset_case_ids(ds:Dataset) -> list:
+    "One case id per item of `ds` (its index when the data set has no `case_ids`)."
+    if isinstance(ds, Subset): return [dataset_case_ids(ds.dataset)[i] for i in ds.indices]
+    ids = getattr(ds, 'case_ids', None)
+    return list(ids) if ids is not None else list(range(len(ds)))

@@ -11,19 +11,19 @@ import torch.nn.functional as F
 from torch.utils.data import get_worker_info
 
 # %% auto #0
-__all__ = ['AUGMENTATIONS', 'Transform', 'RandomAffine', 'RandomFlip', 'warp', 'Compose', 'RandomCrop', 'CenterCrop', 'Resize',
-           'IntensityTransform', 'ZScore', 'PercentileClip', 'RandomGamma', 'RandomContrast', 'GaussianNoise',
-           'RicianNoise', 'BiasField', 'GaussianBlur', 'MissingSequence', 'default_augmentation', 'strong_augmentation']
+__all__ = ['random_unit', 'random_between', 'as_range', 'Transform', 'RandomAffine', 'RandomFlip', 'warp', 'Compose',
+           'RandomCrop', 'CenterCrop', 'Resize']
 
 # %% ../../nbs/api/data/10_transforms.ipynb #1c1fb836
-def _rand(n:int, g:torch.Generator|None, device) -> torch.Tensor:
+def random_unit(n:int, g:torch.Generator|None, device) -> torch.Tensor:
     "`n` uniform numbers in [0, 1) from `g` (on its device), moved to `device`."
     return torch.rand(n, generator=g, device=g.device if g is not None else device).to(device)
 
-def _uniform(lo:float, hi:float, n:int, g, device) -> torch.Tensor:
-    return lo + (hi - lo) * _rand(n, g, device)
+def random_between(lo:float, hi:float, n:int, g, device) -> torch.Tensor:
+    "`n` uniform numbers in [lo, hi) from `g`, on `device`."
+    return lo + (hi - lo) * random_unit(n, g, device)
 
-def _range(name:str, value, around:float=0.) -> tuple:
+def as_range(name:str, value, around:float=0.) -> tuple:
     "A number `v` means `(around - v, around + v)`; a pair is kept."
     if isinstance(value, (int, float)): return (around - value, around + value)
     lo, hi = map(float, value)
@@ -38,7 +38,7 @@ class Transform:
         self.p = p
 
     def _chosen(self, n:int, g, device) -> torch.Tensor:
-        return _rand(n, g, device) < self.p if self.p < 1 else torch.ones(n, dtype=torch.bool, device=device)
+        return random_unit(n, g, device) < self.p if self.p < 1 else torch.ones(n, dtype=torch.bool, device=device)
 
     def apply(self, image, mask, g): raise NotImplementedError
 
@@ -58,11 +58,11 @@ class RandomAffine(Transform):
                  translate:float|tuple=0., # Shift range as a share of height/width
                  p:float=1.):
         super().__init__(p)
-        self.scale, self.rotate, self.translate = _range('scale', scale, 1.), _range('rotate', rotate), _range('translate', translate)
+        self.scale, self.rotate, self.translate = as_range('scale', scale, 1.), as_range('rotate', rotate), as_range('translate', translate)
         if self.scale[0] <= 0: raise ValueError(f"scale={scale!r} must keep zoom factors above 0")
 
     def matrices(self, n:int, h:int, w:int, g, device) -> torch.Tensor:
-        u = _rand(5 * n, g, 'cpu').view(5, n)  # one draw for all parameters: few small ops per item
+        u = random_unit(5 * n, g, 'cpu').view(5, n)  # one draw for all parameters: few small ops per item
         lo_hi = lambda r, k: r[0] + (r[1] - r[0]) * u[k]
         s, a = lo_hi(self.scale, 0), torch.deg2rad(lo_hi(self.rotate, 1))
         tx, ty = lo_hi(self.translate, 2) * 2, lo_hi(self.translate, 3) * 2
@@ -79,7 +79,7 @@ class RandomFlip(Transform):
         self.horizontal, self.vertical = horizontal, vertical
 
     def matrices(self, n:int, h:int, w:int, g, device) -> torch.Tensor:
-        u = _rand(2 * n, g, 'cpu').view(2, n)
+        u = random_unit(2 * n, g, 'cpu').view(2, n)
         sx, sy = 1 - 2 * (u[0] < self.horizontal).float(), 1 - 2 * (u[1] < self.vertical).float()
         return torch.diag_embed(torch.stack([sx, sy, torch.ones(n)], -1)).to(device)
 
@@ -183,8 +183,8 @@ class RandomCrop(Transform):
     def __init__(self, size:int|tuple): super().__init__(1.); self.size = _pair(size)
     def apply(self, image, mask, g):
         n, (h, w) = len(image), image.shape[-2:]
-        top = (_rand(n, g, 'cpu') * (max(h - self.size[0], 0) + 1)).floor().long()
-        left = (_rand(n, g, 'cpu') * (max(w - self.size[1], 0) + 1)).floor().long()
+        top = (random_unit(n, g, 'cpu') * (max(h - self.size[0], 0) + 1)).floor().long()
+        left = (random_unit(n, g, 'cpu') * (max(w - self.size[1], 0) + 1)).floor().long()
         return _crop(image, mask, self.size, top, left)
 
 class CenterCrop(Transform):
@@ -202,132 +202,3 @@ class Resize(Transform):
         if tuple(image.shape[-2:]) == self.size: return image, mask
         image = F.interpolate(image, size=self.size, mode='bilinear', antialias=True, align_corners=False)
         return image, None if mask is None else F.interpolate(mask.float(), size=self.size, mode='nearest')
-
-# %% ../../nbs/api/data/10_transforms.ipynb #d19b9b25
-class IntensityTransform(Transform):
-    "Changes the image only; `_image(image, g)` returns the new image, applied to samples chosen with `p`."
-    def _image(self, image, g): raise NotImplementedError
-    def apply(self, image, mask, g):
-        chosen = self._chosen(len(image), g, image.device)
-        if not chosen.any(): return image, mask
-        if chosen.all(): return self._image(image, g), mask
-        new = image.clone()
-        new[chosen] = self._image(image[chosen], g)  # only the chosen samples are computed
-        return new, mask
-
-class ZScore(IntensityTransform):
-    "Per image and channel: subtract the mean, divide by the (population) standard deviation."
-    def __init__(self, eps:float=1e-6): super().__init__(1.); self.eps = eps
-    def _image(self, image, g):
-        mean, std = image.mean((-2, -1), keepdim=True), image.std((-2, -1), keepdim=True, correction=0)
-        return (image - mean) / (std + self.eps)
-
-class PercentileClip(IntensityTransform):
-    "Per image and channel: clip to the `low`..`high` percentiles, then rescale to [0, 1]."
-    def __init__(self, low:float=0.5, high:float=99.5):
-        super().__init__(1.)
-        if not 0 <= low < high <= 100: raise ValueError(f"percentiles low={low}, high={high} must satisfy 0 <= low < high <= 100")
-        self.low, self.high = low, high
-    def _image(self, image, g):
-        flat = image.flatten(-2)
-        q = torch.quantile(flat, torch.tensor([self.low, self.high], device=image.device) / 100, dim=-1, keepdim=True)
-        lo, hi = q[0][..., None], q[1][..., None]
-        return ((image.clamp(min=lo, max=hi) - lo) / (hi - lo).clamp(min=1e-6))
-
-# %% ../../nbs/api/data/10_transforms.ipynb #3c83b127
-def _per_sample(v, n): return v.view(n, 1, 1, 1)
-
-class RandomGamma(IntensityTransform):
-    "Gamma curve `x ** gamma` on the image rescaled to [0, 1], gamma drawn from `gamma`."
-    def __init__(self, gamma:tuple=(0.7, 1.5), p:float=0.5): super().__init__(p); self.gamma = _range('gamma', gamma)
-    def _image(self, image, g):
-        lo, hi = image.amin((-2, -1), keepdim=True), image.amax((-2, -1), keepdim=True)
-        unit = (image - lo) / (hi - lo).clamp(min=1e-6)
-        gammas = _uniform(*self.gamma, len(image), g, 'cpu').tolist()  # a scalar power is several times faster
-        return torch.stack([u ** gamma for u, gamma in zip(unit, gammas)]) * (hi - lo) + lo
-
-class RandomContrast(IntensityTransform):
-    "Scale deviations from the mean by a factor drawn from `factor`."
-    def __init__(self, factor:tuple=(0.75, 1.25), p:float=0.5): super().__init__(p); self.factor = _range('factor', factor)
-    def _image(self, image, g):
-        mean = image.mean((-2, -1), keepdim=True)
-        return (image - mean) * _per_sample(_uniform(*self.factor, len(image), g, image.device), len(image)) + mean
-
-def _normal(shape, g, device):
-    return torch.randn(shape, generator=g, device=g.device if g is not None else device).to(device)
-
-class GaussianNoise(IntensityTransform):
-    "Add Gaussian noise with standard deviation drawn from `std`."
-    def __init__(self, std:tuple=(0., 0.05), p:float=0.5): super().__init__(p); self.std = _range('std', std)
-    def _image(self, image, g):
-        return image + _normal(image.shape, g, image.device) * _per_sample(_uniform(*self.std, len(image), g, image.device), len(image))
-
-class RicianNoise(GaussianNoise):
-    "Rician noise `sqrt((x + n1)^2 + n2^2)`, n1, n2 Gaussian with standard deviation drawn from `std`."
-    def _image(self, image, g):
-        s = _per_sample(_uniform(*self.std, len(image), g, image.device), len(image))
-        return ((image + _normal(image.shape, g, image.device) * s) ** 2 + (_normal(image.shape, g, image.device) * s) ** 2).sqrt()
-
-class BiasField(IntensityTransform):
-    "Multiply by a smooth field `exp(strength * f)`, f a random 4x4 grid upsampled (bicubic)."
-    def __init__(self, strength:float=0.3, p:float=0.5): super().__init__(p); self.strength = strength
-    def _image(self, image, g):
-        coarse = _normal((len(image), 1, 4, 4), g, image.device)
-        field = F.interpolate(coarse, size=image.shape[-2:], mode='bicubic', align_corners=True)
-        return image * torch.exp(self.strength * field)
-
-class GaussianBlur(IntensityTransform):
-    "Gaussian blur with sigma (pixels) drawn from `sigma`, separable, edges replicated."
-    def __init__(self, sigma:tuple=(0.5, 1.5), p:float=0.5): super().__init__(p); self.sigma = _range('sigma', sigma)
-    def _image(self, image, g):
-        (b, c, h, w), radius = image.shape, max(1, math.ceil(3 * self.sigma[1]))
-        s = _uniform(*self.sigma, b, g, image.device).clamp(min=1e-3).repeat_interleave(c)
-        k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1., device=image.device)[None] / s[:, None]) ** 2)
-        k = (k / k.sum(1, keepdim=True))[:, None]  # (B*C, 1, K)
-        x = F.pad(image.reshape(1, b * c, h, w), (radius,) * 4, mode='replicate')
-        x = F.conv2d(F.conv2d(x, k[..., None], groups=b * c), k[:, :, None], groups=b * c)
-        return x.reshape(b, c, h, w)
-
-# %% ../../nbs/api/data/10_transforms.ipynb #986f4629
-class MissingSequence(Transform):
-    "Each channel but `keep` is, with chance `p` per sample, replaced by channel `keep` (a missing sequence, filled as LGG does)."
-    def __init__(self, keep:int=1, # The channel every case has (FLAIR, channel 1, in the LGG layout)
-                 p:float=0.2, # Chance per sample and channel that the channel is missing
-                 sequences:int|None=None, # Channels per slice when several slices are stacked (2.5D, `NeighbourSlices`); None: all
-                ):
-        super().__init__(p); self.keep, self.sequences = keep, sequences
-    def apply(self, image, mask, g):
-        b, c, h, w = image.shape
-        k = self.sequences or c
-        if c % k: raise ValueError(f"MissingSequence(sequences={k}): the images' {c} channels are not whole slices of {k}")
-        if not 0 <= self.keep < k: raise ValueError(f"MissingSequence(keep={self.keep}): the images have channels 0..{k - 1}")
-        missing = (_rand(b * k, g, image.device) < self.p).view(b, 1, k, 1, 1)
-        missing[:, :, self.keep] = False  # one draw per sequence: a missing sequence is missing in every slice
-        slices = image.reshape(b, c // k, k, h, w)
-        return torch.where(missing, slices[:, :, self.keep:self.keep + 1], slices).reshape(b, c, h, w), mask
-
-# %% ../../nbs/api/data/10_transforms.ipynb #b82a1dcf
-def default_augmentation(size:int|tuple|None=None, # Random crop to this size at the end (None: keep the size)
-                         seed:int|None=None, # Seed (None: torch's global generator)
-                         batch:bool|None=None, # True for `B C H W` batches
-                         intensity:bool=True, # Also gamma, contrast and noise
-                        ) -> Compose:
-    "Zoom ±5%, rotation ±15°, left-right flips, then (optionally) mild gamma, contrast and noise."
-    ts = [RandomAffine(scale=0.05, rotate=15.), RandomFlip(horizontal=0.5)]
-    if intensity: ts += [RandomGamma((0.8, 1.25), p=0.3), RandomContrast((0.85, 1.15), p=0.3), GaussianNoise((0., 0.03), p=0.3)]
-    if size is not None: ts.append(RandomCrop(size))
-    return Compose(ts, seed=seed, batch=batch)
-
-# %% ../../nbs/api/data/10_transforms.ipynb #32f55132
-def strong_augmentation(size:int|tuple|None=None, # Random crop to this size at the end (None: keep the size)
-                        seed:int|None=None, # Seed (None: torch's global generator)
-                        batch:bool|None=None, # True for `B C H W` batches
-                       ) -> Compose:
-    "Zoom ±20%, rotation ±30°, shifts ±5%, left-right flips, then gamma, contrast, noise, blur and a bias field, each on a share of the items."
-    ts = [RandomAffine(scale=0.2, rotate=30., translate=0.05), RandomFlip(horizontal=0.5),
-          RandomGamma((0.7, 1.5), p=0.3), RandomContrast((0.75, 1.25), p=0.3), GaussianNoise((0., 0.05), p=0.2),
-          GaussianBlur((0.5, 1.0), p=0.2), BiasField(0.2, p=0.2)]
-    if size is not None: ts.append(RandomCrop(size))
-    return Compose(ts, seed=seed, batch=batch)
-
-AUGMENTATIONS = {'default': default_augmentation, 'strong': strong_augmentation}

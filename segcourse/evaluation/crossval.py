@@ -6,7 +6,10 @@
 from __future__ import annotations
 from ..config import RunConfig
 from ..metrics.overlap import summarize
-from ..training.runs import _data_key, _differences, _load_checkpoints, evaluate_checkpoint
+from ..checkpoint import load_checkpoints
+from ..data.registry import data_key
+from ..inference.predict import differences
+from .evaluate import evaluate_checkpoint
 
 # %% auto #0
 __all__ = ['check_folds', 'evaluate_folds', 'format_folds']
@@ -17,7 +20,7 @@ _NOT_RECIPE = ('fold', 'data', 'num_workers', 'tensorboard')
 def _recipe(cfg:RunConfig) -> dict:
     "What the folds of one cross-validation share: the data (as it resolves) and every setting but the fold."
     key = {k: v for k, v in vars(cfg).items() if k not in _NOT_RECIPE}
-    key['data'], key['split_seed'] = _data_key(cfg.data), cfg.seed if cfg.split_seed is None else cfg.split_seed
+    key['data'], key['split_seed'] = data_key(cfg.data), cfg.seed if cfg.split_seed is None else cfg.split_seed
     key.pop('seed')  # each fold may train with its own seed, as long as the cases are dealt with one split seed
     return key
 
@@ -31,7 +34,7 @@ def check_folds(configs:list, # The `RunConfig` of each fold's run
         if not cfg.folds: raise ValueError(f"{name} was not trained on a fold (segcourse train --folds K --fold I)")
     first = _recipe(configs[0])
     for name, cfg in zip(names[1:], configs[1:]):
-        diff = _differences(_recipe(cfg), first)
+        diff = differences(_recipe(cfg), first)
         if diff: raise ValueError(f"{name} differs from {names[0]} in {', '.join(diff)}; the folds of a cross-validation share data and recipe")
     seen = {}
     for name, cfg in zip(names, configs):
@@ -47,7 +50,7 @@ def evaluate_folds(checkpoints:list, # One checkpoint per fold, from `segcourse 
                    batch_size:int=16, device:str|None=None,
                   ) -> dict:
     "Each fold's checkpoint evaluated on its own held-out cases, and the per-case Dice pooled over the folds."
-    paths, ckpts = _load_checkpoints(checkpoints, 'evaluate_folds')
+    paths, ckpts = load_checkpoints(checkpoints, 'evaluate_folds')
     cfgs = [RunConfig.from_dict(c.get('config') or {}) for c in ckpts]
     check_folds(cfgs, paths)
     order = sorted(range(len(paths)), key=lambda k: cfgs[k].fold)

@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import check_option
+from .predict import ACTIVATIONS, to_probabilities
 
 # %% auto #0
-__all__ = ['BLENDS', 'PAD_MODES', 'ACTIVATIONS', 'window_starts', 'window_slices', 'importance_map', 'sliding_window_inference',
-           'plot_windows', 'predict_volume']
+__all__ = ['BLENDS', 'PAD_MODES', 'window_starts', 'window_slices', 'importance_map', 'sliding_window_inference', 'plot_windows',
+           'predict_volume']
 
 # %% ../../nbs/api/inference/02_windows.ipynb #43f07953
 def _check_overlap(overlap, n:int) -> tuple[float, ...]:
@@ -171,17 +172,15 @@ def plot_windows(image_size:Sequence[int], # Spatial size `H W`
     return fig
 
 # %% ../../nbs/api/inference/02_windows.ipynb #1604084e
-ACTIVATIONS = ('sigmoid', 'softmax', 'none')
-
 def predict_volume(model:nn.Module, # A 2D model (slice by slice) or a 3D model
                    volume:torch.Tensor, # One case `C D H W`, or a batch of cases `B C D H W`
                    roi_size:int|Sequence[int]|None=None, # Window; default: whole slices for a 2D model (`slice_by_slice`), else the whole volume
-                   activation:str='sigmoid', # "sigmoid", "softmax" or "none" (logits)
+                   activation:str='sigmoid', # "sigmoid", "softmax", "auto" (sigmoid for one channel) or "none" (logits)
                    slice_by_slice:bool|None=None, # A 2D model on each slice; default: if `roi_size` has 2 ints, or `roi_size` is None
                    **kwargs, # Passed to `sliding_window_inference` (overlap, blend, sw_batch_size, device, buffer_device, ...)
                   ) -> torch.Tensor:
     "Probabilities `(B) K D H W` for a case, the same layout as `volume`."
-    check_option('activation', activation, ACTIVATIONS)
+    check_option('activation', activation, ACTIVATIONS + ('none',))
     if not isinstance(volume, torch.Tensor) or volume.ndim not in (4, 5):
         raise ValueError(f"volume must be a tensor `C D H W` or `B C D H W`, got {getattr(volume, 'shape', type(volume))}")
     vol = volume[None] if volume.ndim == 4 else volume
@@ -192,6 +191,5 @@ def predict_volume(model:nn.Module, # A 2D model (slice by slice) or a 3D model
     model.eval()
     try: out = sliding_window_inference(model, vol, roi_size, slice_by_slice=slice_by_slice, **kwargs)
     finally: model.train(was_training)
-    if activation == 'sigmoid': out = out.sigmoid()
-    elif activation == 'softmax': out = out.softmax(1)
+    if activation != 'none': out = to_probabilities(out, activation)
     return out[0] if volume.ndim == 4 else out

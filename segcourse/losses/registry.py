@@ -23,24 +23,7 @@ from .boundary import (shape_aware_loss, boundary_loss, hausdorff_dt_loss, dista
 from .compound import dice_bce_loss, combo_loss, exp_log_loss, DiceBCELoss, ComboLoss, ExpLogLoss
 
 # %% auto #0
-__all__ = ['LOSSES', 'TARGET_RESIZE', 'get_loss', 'DeepSupervisionLoss', 'bce_loss', 'weighted_bce_loss', 'balanced_bce_loss',
-           'focal_loss', 'soft_dice_loss', 'log_cosh_dice_loss', 'iou_loss', 'tversky_loss', 'focal_tversky_loss',
-           'sensitivity_specificity_loss', 'generalised_dice_loss', 'shape_aware_loss', 'boundary_loss',
-           'hausdorff_dt_loss', 'dice_bce_loss', 'combo_loss', 'exp_log_loss', 'BCELoss', 'WeightedBCELoss',
-           'BalancedBCELoss', 'FocalLoss', 'DiceLoss', 'LogCoshDiceLoss', 'IoULoss', 'TverskyLoss', 'FocalTverskyLoss',
-           'SensitivitySpecificityLoss', 'GeneralisedDiceLoss', 'ShapeAwareLoss', 'BoundaryLoss', 'HausdorffDTLoss',
-           'DiceBCELoss', 'ComboLoss', 'ExpLogLoss', 'distance_maps', 'signed_distance_map', 'contour_distance_map',
-           'DistanceMapCache', 'REDUCTIONS', 'LossModule', 'loss_module']
-
-# %% ../../nbs/api/losses/06_registry.ipynb #68de24b6
-_all_ = ['bce_loss', 'weighted_bce_loss', 'balanced_bce_loss', 'focal_loss', 'soft_dice_loss', 'log_cosh_dice_loss',
-         'iou_loss', 'tversky_loss', 'focal_tversky_loss', 'sensitivity_specificity_loss', 'generalised_dice_loss',
-         'shape_aware_loss', 'boundary_loss', 'hausdorff_dt_loss', 'dice_bce_loss', 'combo_loss', 'exp_log_loss',
-         'BCELoss', 'WeightedBCELoss', 'BalancedBCELoss', 'FocalLoss', 'DiceLoss', 'LogCoshDiceLoss', 'IoULoss',
-         'TverskyLoss', 'FocalTverskyLoss', 'SensitivitySpecificityLoss', 'GeneralisedDiceLoss', 'ShapeAwareLoss',
-         'BoundaryLoss', 'HausdorffDTLoss', 'DiceBCELoss', 'ComboLoss', 'ExpLogLoss',
-         'distance_maps', 'signed_distance_map', 'contour_distance_map', 'DistanceMapCache',
-         'REDUCTIONS', 'LossModule', 'loss_module']
+__all__ = ['LOSSES', 'TARGET_RESIZE', 'get_loss', 'DeepSupervisionLoss']
 
 # %% ../../nbs/api/losses/06_registry.ipynb #b4bf3404
 LOSSES = {

@@ -10,10 +10,12 @@ import numpy as np
 import torch
 
 from ..core import check_option
-from .overlap import COUNT_METRICS, Confusion, _counts, as_items, check_empty, from_counts, summarize
+from .overlap import COUNT_METRICS, from_counts, summarize
+from .confusion import Confusion, count_items, as_items, check_empty
 
 # %% auto #0
-__all__ = ['LEVELS', 'REDUCTIONS', 'MetricAccumulator', 'update', 'counts', 'case_ids', 'compute', 'case_dice']
+__all__ = ['LEVELS', 'REDUCTIONS', 'MetricAccumulator', 'update', 'counts', 'case_ids', 'compute', 'case_dice',
+           'merge_accumulators']
 
 # %% ../../nbs/api/metrics/04_accumulate.ipynb #bccf1102
 LEVELS = ('slice', 'case', 'micro')
@@ -54,7 +56,7 @@ def update(self, pred, # Predictions B 1 H W [D] (or one item): masks, probabili
     "Add a batch; returns `self`."
     if self.from_logits: pred = torch.sigmoid(torch.as_tensor(pred).detach().float())
     items = as_items(pred, target, self.threshold)
-    c = _counts(items.pred, items.target)
+    c = count_items(items.pred, items.target)
     self._counts.append(torch.stack(list(c), 1))
     self._cases += self._case_ids(case_id, items.pred.shape[0])
     return self
@@ -98,3 +100,11 @@ def case_dice(pred, # Predictions `N 1 H W`: masks, or probabilities with `thres
     "3D Dice of every case (its items' counts pooled), `{case id: Dice}` in order of first appearance."
     acc = MetricAccumulator('dice', threshold=threshold).update(pred, target, list(case_ids))
     return dict(zip(acc.case_ids(), acc.compute('case', 'none')['dice'].tolist()))
+
+# %% ../../nbs/api/metrics/04_accumulate.ipynb #25a7e451
+def merge_accumulators(accs:list) -> MetricAccumulator:
+    "One `MetricAccumulator` holding the items of `accs` in order (made with explicit case ids)."
+    out = MetricAccumulator(accs[0].metrics, accs[0].threshold, accs[0].from_logits, accs[0].empty)
+    for a in accs:
+        out._counts += [c.cpu() for c in a._counts]; out._cases += a._cases
+    return out

@@ -12,7 +12,7 @@ from scipy.ndimage import generate_binary_structure
 from scipy.spatial import cKDTree
 
 from ..core import check_option
-from .overlap import as_items, as_scores, check_empty, _give_back
+from .confusion import as_items, as_scores, check_empty, as_output
 
 # %% auto #0
 __all__ = ['DISTANCE_METRICS', 'HD_METHODS', 'surface', 'surface_distances', 'distance_metrics', 'hausdorff', 'hd95', 'assd',
@@ -152,7 +152,7 @@ def distance_metrics(pred, # Prediction: mask, or probabilities with `threshold`
     for m in names:
         v = [_fill(m, e, empty, diag) if d is None else _reduce(m, *d, percentile, method, tolerance)
              for d, e in zip(dists, both_empty)]
-        out[m] = _give_back(torch.tensor(v, dtype=torch.float64, device=items.pred.device), items)
+        out[m] = as_output(torch.tensor(v, dtype=torch.float64, device=items.pred.device), items)
     return out
 
 # %% ../../nbs/api/metrics/03_distance.ipynb #c0198b03
@@ -234,4 +234,4 @@ def mahalanobis(pred, # Prediction: mask, or probabilities with `threshold`; (H,
         pe, te = (box is None or not m[b][box].any() for m in (p, t))
         if pe or te: v.append(math.nan if empty == 'nan' else empty if empty != 'match' else 0. if pe and te else math.inf)
         else: v.append(_mahalanobis_one(p[b][box], t[b][box], s))
-    return _give_back(torch.tensor(v, dtype=torch.float64, device=items.pred.device), items)
+    return as_output(torch.tensor(v, dtype=torch.float64, device=items.pred.device), items)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .overlap import Confusion, _give_back, _ratio, as_items, check_empty
+from .confusion import Confusion, as_output, safe_ratio, as_items, check_empty
 
 # %% auto #0
 __all__ = ['components', 'keep_largest', 'largest_per_case', 'lesion_counts', 'lesion_metrics']
@@ -80,7 +80,7 @@ def lesion_counts(pred, # Prediction: mask, or probabilities with `threshold`; (
                  ) -> dict:
     "Per item: `lesions`, `detected`, `predicted` and `false_positives` (component counts)."
     rows, items = _lesion_rows(pred, target, min_overlap, connectivity, min_size, threshold)
-    return {k: _give_back(rows[:, j], items) for j, k in enumerate(('lesions', 'detected', 'predicted', 'false_positives'))}
+    return {k: as_output(rows[:, j], items) for j, k in enumerate(('lesions', 'detected', 'predicted', 'false_positives'))}
 
 # %% ../../nbs/api/metrics/05_lesions.ipynb #7d79a85e
 def lesion_metrics(pred, # Prediction: mask, or probabilities with `threshold`; (H,W), (D,H,W), B 1 H W [D]
@@ -100,9 +100,9 @@ def lesion_metrics(pred, # Prediction: mask, or probabilities with `threshold`; 
     lesions, detected, predicted, fp = rows.unbind(1)
     missed = lesions - detected
     conf = Confusion(detected, fp, missed, torch.zeros_like(missed))
-    out = {'lesion_sensitivity': _ratio(detected, lesions, conf, empty),
-           'lesion_precision': _ratio(predicted - fp, predicted, conf, empty),
-           'lesion_f1': _ratio(2 * detected, 2 * detected + missed + fp, conf, empty),
+    out = {'lesion_sensitivity': safe_ratio(detected, lesions, conf, empty),
+           'lesion_precision': safe_ratio(predicted - fp, predicted, conf, empty),
+           'lesion_f1': safe_ratio(2 * detected, 2 * detected + missed + fp, conf, empty),
            'false_positive_lesions': fp}
     if micro: return {k: float(v[0]) for k, v in out.items()} | {'false_positives_per_image': float(fp[0]) / n_items}
-    return {k: _give_back(v, items) for k, v in out.items()}
+    return {k: as_output(v, items) for k, v in out.items()}

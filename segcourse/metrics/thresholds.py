@@ -11,12 +11,12 @@ import numpy as np
 import torch
 
 from ..core import check_option
-from .overlap import Confusion, as_scores, check_empty, from_counts
+from .confusion import Confusion, as_scores, check_empty
+from .overlap import from_counts
 
 # %% auto #0
-__all__ = ['SWEEP_METRICS', 'AVERAGES', 'TABLE_METRICS', 'CRITERIA', 'threshold_grid', 'sweep_counts', 'Sweep', 'ThresholdSweep',
-           'sweep_thresholds', 'roc_curve', 'pr_curve', 'MetricTable', 'threshold_table', 'ChosenThreshold',
-           'select_threshold', 'score_threshold', 'threshold_report']
+__all__ = ['SWEEP_METRICS', 'AVERAGES', 'threshold_grid', 'sweep_counts', 'Sweep', 'ThresholdSweep', 'sweep_thresholds',
+           'roc_curve', 'pr_curve']
 
 # %% ../../nbs/api/metrics/06_thresholds.ipynb #f56ea971
 def threshold_grid(thresholds=101, # Number of evenly spaced points on [0, 1], or the thresholds themselves
@@ -237,138 +237,3 @@ def pr_curve(sweep:Sweep, # A sweep (from `sweep_thresholds`)
     rec = tp / max(float(c.tp[0] + c.fn[0]), 1.)
     return {'recall': rec, 'precision': prec, 'thresholds': sweep.thresholds,
             'auc': _area(np.r_[rec, 0.], np.r_[prec, 1.])}
-
-# %% ../../nbs/api/metrics/06_thresholds.ipynb #fe3641dd
-TABLE_METRICS = ('accuracy', 'sensitivity', 'specificity', 'precision', 'iou', 'dice')
-
-class MetricTable:
-    "Rows of metric values (a list of dicts) with a readable text and Markdown form."
-    def __init__(self, rows:list, digits:int=4): self.rows, self.digits = rows, digits
-    @property
-    def columns(self) -> list: return list(self.rows[0]) if self.rows else []
-    def column(self, name:str) -> list: return [r[name] for r in self.rows]
-    def __len__(self): return len(self.rows)
-    def _cells(self):
-        fmt = lambda v: f"{v:.{self.digits}f}" if isinstance(v, float) else str(v)
-        return self.columns, [[fmt(r[c]) for c in self.columns] for r in self.rows]
-    def __repr__(self):
-        head, body = self._cells()
-        w = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
-        line = lambda cells: '  '.join(x.rjust(n) for x, n in zip(cells, w))
-        return '\n'.join([line(head)] + [line(b) for b in body])
-    def to_markdown(self) -> str:
-        "The table as GitHub Markdown."
-        head, body = self._cells()
-        return '\n'.join(['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)] + ['| ' + ' | '.join(b) + ' |' for b in body])
-
-# %% ../../nbs/api/metrics/06_thresholds.ipynb #2d57b4e6
-def threshold_table(probs, # Probabilities B 1 H W [D]; an iterable of `(probs, target)` batches; or a dict split -> (probs, target)
-                    target=None, # Binary target (not used with a dict or an iterable)
-                    thresholds=(0.1, 0.3, 0.5, 0.7, 0.9), # The thresholds, rows of the table
-                    metrics=TABLE_METRICS, # Columns, names from `segcourse.metrics.overlap.COUNT_METRICS`
-                    average:str='micro', # "micro" (pixels pooled over the data set) or "mean" (per-image mean)
-                    empty='match', # Empty-mask policy for per-image values
-                    case_id=None, # Case of each item, for `average="case"` (in a dict: a third tuple element)
-                   ) -> MetricTable:
-    "Metrics at a few thresholds, one row per threshold (and per split)."
-    check_option('average', average, AVERAGES)
-    splits = probs if isinstance(probs, dict) else {None: (probs, target, case_id)}
-    rows = []
-    for name, data in splits.items():
-        sw = sweep_thresholds(*data[:2], thresholds, metrics, empty, case_id=data[2] if len(data) > 2 else None)
-        for k, thr in enumerate(sw.thresholds):
-            row = {} if name is None else {'split': name}
-            row['threshold'] = float(thr)
-            row.update({m: float(sw.values(average)[m][k]) for m in metrics})
-            rows.append(row)
-    return MetricTable(rows)
-
-# %% ../../nbs/api/metrics/06_thresholds.ipynb #f52d1703
-CRITERIA = ('gmean', 'youden', 'f1', 'dice', 'iou', 'sensitivity_at', 'cost')
-
-class ChosenThreshold(float):
-    "A threshold (a float) that remembers how, and on which data, it was chosen."
-    def __new__(cls, value, criterion, score, average, fingerprint, grid):
-        self = super().__new__(cls, value)
-        self.criterion, self.score, self.average, self.fingerprint, self.grid = criterion, score, average, fingerprint, grid
-        return self
-    def __repr__(self): return f"ChosenThreshold({float(self):g}, criterion={self.criterion!r}, score={self.score:.4f})"
-
-def _argbest(values:np.ndarray) -> int:
-    "Index of the best (largest) value; ties: the median of the tied indices."
-    v = np.where(np.isnan(values), -np.inf, values)
-    tied = np.flatnonzero(v == v.max())
-    return int(tied[(len(tied) - 1) // 2])
-
-# %% ../../nbs/api/metrics/06_thresholds.ipynb #54b3df8d
-def _criterion_values(sw:Sweep, criterion, average, min_sensitivity, fn_cost, fp_cost) -> np.ndarray:
-    check_option('criterion', criterion, CRITERIA)
-    vals = sw.values(average)
-    if criterion == 'cost':
-        return -(fn_cost * sw.counts.fn.double().numpy() + fp_cost * sw.counts.fp.double().numpy())
-    if criterion == 'sensitivity_at':
-        if min_sensitivity is None or not 0 <= min_sensitivity <= 1:
-            raise ValueError(f"criterion='sensitivity_at' needs min_sensitivity in [0, 1], got {min_sensitivity!r}")
-        ok = vals['sensitivity'] >= min_sensitivity
-        if not ok.any(): raise ValueError(f"no threshold of the grid reaches sensitivity {min_sensitivity}")
-        return np.where(ok, sw.thresholds, -np.inf)  # the highest threshold that keeps the sensitivity
-    name = 'dice' if criterion == 'f1' else criterion
-    return vals[name] if name in vals else from_counts(sw.counts, name).numpy()
-
-def select_threshold(probs, # Probabilities B 1 H W [D], an iterable of `(probs, target)` batches, or a `Sweep`
-                     target=None, # Binary target (not with an iterable or a `Sweep`)
-                     criterion:str='youden', # One of `CRITERIA`
-                     thresholds=101, # Grid size on [0, 1], or the thresholds
-                     average:str='micro', # Criterion on pooled pixels ("micro") or the per-image mean ("mean")
-                     min_sensitivity:float|None=None, # For `criterion="sensitivity_at"`
-                     fn_cost:float=1.0, fp_cost:float=1.0, # For `criterion="cost"`: cost of a missed and a false pixel
-                     empty='match', # Empty-mask policy for per-image values
-                     case_id=None, # Case of each item, for `average="case"`
-                    ) -> ChosenThreshold:
-    "The grid threshold that is best by `criterion` on this data (use a validation set)."
-    check_option('average', average, AVERAGES)
-    sw = probs if isinstance(probs, Sweep) else sweep_thresholds(probs, target, thresholds, SWEEP_METRICS, empty, case_id)
-    vals = _criterion_values(sw, criterion, average, min_sensitivity, fn_cost, fp_cost)
-    k = _argbest(vals)
-    score = float(vals[k]) if criterion not in ('sensitivity_at', 'cost') else float(sw.values(average)['sensitivity'][k]) if criterion == 'sensitivity_at' else float(-vals[k])
-    return ChosenThreshold(float(sw.thresholds[k]), criterion, score, average, sw.fingerprint, sw.thresholds)
-
-# %% ../../nbs/api/metrics/06_thresholds.ipynb #bcbc3701
-def score_threshold(threshold:float, # A threshold, e.g. from `select_threshold`
-                    probs, # Probabilities B 1 H W [D], or an iterable of `(probs, target)` batches
-                    target=None, # Binary target
-                    metrics=TABLE_METRICS, # Names from `segcourse.metrics.overlap.COUNT_METRICS`
-                    average:str='micro', # "micro" or "mean"
-                    empty='match', # Empty-mask policy for per-image values
-                    case_id=None, # Case of each item, for `average="case"`
-                   ) -> dict:
-    "Metrics at one threshold; warns if the threshold was chosen on this same data."
-    check_option('average', average, AVERAGES)
-    grid = threshold.grid if isinstance(threshold, ChosenThreshold) else np.array([float(threshold)])
-    sw = sweep_thresholds(probs, target, grid, tuple(dict.fromkeys(SWEEP_METRICS + tuple(metrics))), empty, case_id)
-    if isinstance(threshold, ChosenThreshold) and sw.fingerprint == threshold.fingerprint:
-        warnings.warn(f"threshold {float(threshold):g} was chosen by {threshold.criterion!r} on this same data: the scores "
-                      "are optimistic; choose it on a validation set and score it on a test set", UserWarning, stacklevel=2)
-    k = int(np.abs(sw.thresholds - float(threshold)).argmin())
-    return {'threshold': float(threshold), **{m: float(sw.values(average)[m][k]) for m in metrics}}
-
-# %% ../../nbs/api/metrics/06_thresholds.ipynb #2021b5da
-def threshold_report(val, # `(probs, target[, case_id])` of the validation set: the threshold is chosen here
-                     test, # `(probs, target[, case_id])` of the test set: the threshold is applied here, unchanged
-                     criteria=('youden', 'gmean', 'f1', 'iou'), # Criteria to compare, from `CRITERIA`
-                     metrics=TABLE_METRICS, # Columns
-                     thresholds=101, # Grid size on [0, 1], or the thresholds
-                     average:str='micro', # "micro", "mean" or "case", for choosing and for scoring
-                     **kwargs, # `min_sensitivity`, `fn_cost`, `fp_cost`, `empty`
-                    ) -> MetricTable:
-    "Choose a threshold per criterion on `val`, apply it to `test`; one row per criterion and split."
-    empty = kwargs.pop('empty', 'match')
-    names = tuple(dict.fromkeys(SWEEP_METRICS + tuple(metrics)))
-    sweeps = {name: sweep_thresholds(*data[:2], thresholds=thresholds, metrics=names, empty=empty, case_id=data[2] if len(data) > 2 else None)
-              for name, data in (('val', val), ('test', test))}
-    rows = []
-    for crit in criteria:
-        thr = select_threshold(sweeps['val'], criterion=crit, average=average, **kwargs)
-        for split, sw in sweeps.items():
-            rows.append({'criterion': crit, 'threshold': float(thr), 'split': split, **{m: float(sw.at(thr, average)[m]) for m in metrics}})
-    return MetricTable(rows)

@@ -10,17 +10,19 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from pathlib import Path
+
 from ..core import check_option
+from ..config import RunConfig
+from ..checkpoint import load_checkpoint, load_weights
 from .blocks import receptive_field
 from .segnet import SegNet
 from .transunet import TransUNet
 from .unet import UNet
 from .unetpp import UNetPlusPlus
 
-_all_ = ['UNet', 'SegNet', 'UNetPlusPlus', 'TransUNet']  # re-exported: `from segcourse.models.registry import *` gives every model
-
 # %% auto #0
-__all__ = ['MODELS', 'get_model', 'model_summary', 'summary_table', 'UNet', 'SegNet', 'UNetPlusPlus', 'TransUNet']
+__all__ = ['MODELS', 'get_model', 'model_summary', 'summary_table', 'model_spec', 'model_from_checkpoint', 'check_channels']
 
 # %% ../../nbs/api/models/07_registry.ipynb #1e5db82b
 MODELS = {'unet': UNet, 'segnet': SegNet, 'unetpp': UNetPlusPlus, 'transunet': TransUNet}
@@ -67,3 +69,35 @@ def summary_table(models:dict, # Name -> model
         rf = '-' if s['receptive_field'] is None else 'global' if math.isinf(s['receptive_field']) else str(s['receptive_field'])
         rows.append(f"{name:14s} {s['params']:>10,d} {s['trainable']:>10,d} {s['macs'] / 1e6:>9.1f} {rf:>8s}  {s['output_shape']}")
     return '\n'.join(rows)
+
+# %% ../../nbs/api/models/07_registry.ipynb #d558020b
+def model_spec(cfg:RunConfig, in_channels:int) -> dict:
+    "`{'name', 'kwargs'}` of the run's model, for `get_model`."
+    kw = dict(in_channels=in_channels, out_channels=1, features=list(cfg.features))
+    if cfg.norm != 'batch': kw['norm'] = None if cfg.norm == 'none' else cfg.norm
+    return dict(name=cfg.model.lower(), kwargs=kw)
+
+def model_from_checkpoint(checkpoint:dict|str|Path, # A checkpoint read by `load_checkpoint`, or its path
+                          expect:str|None=None, # Fail unless the checkpoint's model is this registry name
+                          model_fn=None, # Callable returning the model, or a `{"name", "kwargs"}` spec; default the checkpoint's `model_spec`
+                          device:torch.device|str|None=None, # Where to put the model; default the CPU
+                         ) -> nn.Module:
+    "The model of a checkpoint, rebuilt from its `model_spec` (or `model_fn`) and loaded, in evaluation mode."
+    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    where = '' if isinstance(checkpoint, dict) else f' {checkpoint}'
+    spec = ckpt.get('model_spec') if model_fn is None else model_fn
+    if not spec: raise ValueError(f"the checkpoint{where} has no model_spec: pass model_fn to rebuild its {ckpt.get('model_class')}, "
+                                  "or build the model yourself and call segcourse.checkpoint.load_weights")
+    if expect is not None and isinstance(spec, dict) and expect.lower() != spec['name']:
+        raise ValueError(f"the checkpoint holds a {spec['name']!r} model ({ckpt.get('model_class')}), not {expect!r}")
+    model = get_model(spec['name'], **spec.get('kwargs', {})) if isinstance(spec, dict) else spec()
+    return load_weights(model, ckpt).to(device or 'cpu').eval()
+
+def check_channels(model:nn.Module, x:torch.Tensor, # An item `C H W` the model is about to see
+                   what:str, # What the item is, for the message
+                  ) -> None:
+    "Raise a `ValueError` if `x` has not the number of channels the model's first convolution takes."
+    want = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).in_channels
+    if x.shape[0] != want:
+        raise ValueError(f"the checkpoint's model takes {want} input channel(s) but {what} has {x.shape[0]}")
+

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core import check_option
-from ..data.transforms import GaussianNoise, RicianNoise, GaussianBlur, BiasField, RandomContrast, RandomGamma
+from ..data.intensity import GaussianNoise, RicianNoise, GaussianBlur, BiasField, RandomContrast, RandomGamma
 
 # %% auto #0
 __all__ = ['CORRUPTIONS', 'SEVERITIES', 'corruption_table', 'corrupt', 'distortion', 'plot_corruptions', 'sweep_summary',
@@ -109,8 +109,9 @@ from torch import nn
 from ..metrics.accumulate import LEVELS, MetricAccumulator
 from ..inference.windows import sliding_window_inference
 from ..metrics.overlap import COUNT_METRICS
-from ..metrics.thresholds import MetricTable
-from ..training.loop import dataset_case_ids, make_loader
+from ..metrics.selection import MetricTable
+from ..data.splits import dataset_case_ids
+from ..training.loaders import make_loader
 
 # %% ../../nbs/api/robustness/01_corruptions.ipynb #16be76ae
 def sweep_summary(rows:list[dict], # Rows of `robustness_sweep`: model, corruption, severity and metric columns

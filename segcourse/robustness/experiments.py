@@ -17,10 +17,12 @@ from ..metrics.accumulate import MetricAccumulator
 from ..inference.windows import sliding_window_inference
 from ..metrics.lesions import components, lesion_metrics
 from .corruptions import CORRUPTIONS, SEVERITIES, corrupt, robustness_sweep
-from ..metrics.thresholds import MetricTable
-from ..training.loop import fit, predict
+from ..metrics.selection import MetricTable
+from ..training.loop import fit
+from ..inference.predict import predict
 from ..metrics.uncertainty import annotator_disagreement
 from ..models.unet import UNet
+from ..inference.predict import to_probabilities
 
 # %% auto #0
 __all__ = ['FIT_DEFAULTS', 'SKIP_PATTERNS', 'ExperimentResult', 'skip_patterns', 'CorruptionAugment', 'skip_ablation',
@@ -236,7 +238,7 @@ def fbr_experiment(train_data, test_data, # `(image, mask)` data sets of whole s
         model = models[f'patch{p}'] = _train_unet(patches, features, True, epochs, lr, seed, batch_size=batch_size * factor, **fit_kwargs)
         with torch.no_grad():
             logits = torch.cat([sliding_window_inference(model, images[k:k + 16], (p, p), overlap) for k in range(0, len(images), 16)])
-        probs = logits.sigmoid()
+        probs = to_probabilities(logits)
         dice = MetricAccumulator(('dice',), threshold=threshold).update(probs, target > 0.5).compute('micro')['dice']
         les = lesion_metrics(probs, target > 0.5, min_overlap=min_overlap, threshold=threshold, micro=True)
         fbr = foreground_background_ratio(patches)

@@ -14,28 +14,15 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from ..core import check_option, seed_everything
-from ..checkpoint import load_checkpoint, load_weights
-from ..models.registry import get_model
+from ..models.registry import get_model, model_from_checkpoint
+from ..inference.predict import autocast, to_probabilities
 from ..training.loop import fit
 
 # %% auto #0
-__all__ = ['ACTIVATIONS', 'METHODS', 'EPS', 'UNCERTAINTY_KINDS', 'REGIONS', 'ENSEMBLE_BY', 'to_probabilities', 'dropout_modules',
-           'mc_dropout_mode', 'default_batch_size', 'load_member', 'predict_samples', 'entropy', 'mean_probability',
-           'pixel_std', 'predictive_entropy', 'expected_entropy', 'mutual_information', 'uncertainty_map',
-           'predicted_region', 'image_uncertainty', 'annotator_count', 'with_annotator', 'train_ensemble']
-
-# %% ../../nbs/api/uncertainty/01_samplers.ipynb #a5486ff1
-ACTIVATIONS = ('auto', 'sigmoid', 'softmax')
-
-def to_probabilities(logits:torch.Tensor, # Model output `B C H W [D]` (or a list whose first entry is the main output)
-                     activation:str='auto', # "sigmoid", "softmax", or "auto": sigmoid for C=1, softmax otherwise
-                    ) -> torch.Tensor:
-    "Probabilities from logits, float32."
-    check_option('activation', activation, ACTIVATIONS)
-    if isinstance(logits, (list, tuple)): logits = logits[0]  # deep supervision: the full-resolution output
-    logits = logits.float()
-    if activation == 'sigmoid' or (activation == 'auto' and logits.shape[1] == 1): return torch.sigmoid(logits)
-    return torch.softmax(logits, dim=1)
+__all__ = ['METHODS', 'EPS', 'UNCERTAINTY_KINDS', 'REGIONS', 'ENSEMBLE_BY', 'dropout_modules', 'mc_dropout_mode',
+           'default_batch_size', 'predict_samples', 'entropy', 'mean_probability', 'pixel_std', 'predictive_entropy',
+           'expected_entropy', 'mutual_information', 'uncertainty_map', 'predicted_region', 'image_uncertainty',
+           'annotator_count', 'with_annotator', 'train_ensemble']
 
 # %% ../../nbs/api/uncertainty/01_samplers.ipynb #4a8ab820
 def dropout_modules(model:nn.Module) -> list[nn.Module]:
@@ -56,10 +43,6 @@ def mc_dropout_mode(model:nn.Module):
         for m, mode in modes: m.training = mode
 
 # %% ../../nbs/api/uncertainty/01_samplers.ipynb #610d5bd9
-def _autocast(device:torch.device, amp:bool):
-    if not amp or device.type != 'cuda': return nullcontext()
-    return torch.autocast('cuda', dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-
 def default_batch_size(x:torch.Tensor, # The batch N C H W [D]
                        device:torch.device|str='cpu') -> int:
     "Items per forward pass: about 2^17 pixels per pass on a CPU, 2^21 on a GPU (at least 1)."
@@ -75,7 +58,7 @@ def _repeated_forward(fn, x:torch.Tensor, n:int, batch_size:int, amp:bool) -> to
     total, outs = n * len(x), []
     for start in range(0, total, batch_size):
         idx = torch.arange(start, min(start + batch_size, total), device=x.device) % len(x)
-        with _autocast(x.device, amp): outs.append(fn(x[idx]).float())
+        with autocast(x.device, amp): outs.append(fn(x[idx]).float())
     out = torch.cat(outs)
     return out.reshape(n, len(x), *out.shape[1:])
 
@@ -97,16 +80,6 @@ METHODS = ('mc_dropout', 'tta', 'ensemble', 'prob_unet')
 def _build(model_fn) -> nn.Module:
     if isinstance(model_fn, dict): return get_model(model_fn['name'], **model_fn.get('kwargs', {}))
     return model_fn()
-
-def load_member(path:str|Path, # A checkpoint written by `fit` or `save_checkpoint`
-                model_fn=None, # Callable returning the model, or a `{"name", "kwargs"}` spec; default the checkpoint's spec
-                device:torch.device|str='cpu') -> nn.Module:
-    "The model saved in checkpoint `path` (read with `weights_only=True`), in evaluation mode."
-    ckpt = load_checkpoint(path)
-    if model_fn is None:
-        model_fn = ckpt.get('model_spec')
-        if not model_fn: raise ValueError(f"checkpoint {path} has no model_spec: pass model_fn to rebuild its {ckpt.get('model_class')}")
-    return load_weights(_build(model_fn), ckpt).to(device).eval()
 
 def _default_method(source) -> str:
     if isinstance(source, (list, tuple)): return 'ensemble'
@@ -157,7 +130,7 @@ def predict_samples(source, # A model, a list of models or checkpoint paths, or 
                     device:torch.device|str|None=None, # Default: the device of the (first) model
                    ) -> torch.Tensor:
     "Probabilities `S N C H W` of `S` samples of the prediction for `x`, on the CPU."
-    if isinstance(source, (str, Path)): source = load_member(source, model_fn)
+    if isinstance(source, (str, Path)): source = model_from_checkpoint(source, model_fn=model_fn)
     method = _default_method(source) if method is None else check_option('method', method, METHODS)
     _check_source(source, method)
     if x.ndim < 4: raise ValueError(f"x must be a batch N C H W, got shape {tuple(x.shape)}")
@@ -166,7 +139,7 @@ def predict_samples(source, # A model, a list of models or checkpoint paths, or 
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if method == 'ensemble':
         if n is not None and n != len(source): raise ValueError(f"n={n} but the ensemble has {len(source)} members")
-        members = [load_member(m, model_fn) if isinstance(m, (str, Path)) else m for m in source]
+        members = [model_from_checkpoint(m, model_fn=model_fn) if isinstance(m, (str, Path)) else m for m in source]
     else:
         n = n if n is not None else (8 if method == 'tta' else 20)
         if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise ValueError(f"n must be a positive int, got {n!r}")
@@ -186,13 +159,13 @@ def predict_samples(source, # A model, a list of models or checkpoint paths, or 
         elif method == 'mc_dropout':
             with mc_dropout_mode(source):
                 if callable(getattr(source, 'forward_samples', None)):  # shares the blocks before the first dropout
-                    with _autocast(device, amp): logits = source.forward_samples(x, n, batch_size)
+                    with autocast(device, amp): logits = source.forward_samples(x, n, batch_size)
                     out = to_probabilities(logits, activation).float().reshape(n, len(x), *logits.shape[1:])
                 else: out = _repeated_forward(lambda b: to_probabilities(source(b), activation), x, n, batch_size, amp)
         elif method == 'tta':
             with _eval_mode(source): out = _tta(source, x, n, batch_size, amp, activation, intensity, g)
         else:
-            with _eval_mode(source), _autocast(device, amp):
+            with _eval_mode(source), autocast(device, amp):
                 out = torch.cat([torch.stack([to_probabilities(z, activation) for z in source.sample(x[s:s + batch_size], n)])
                                  for s in range(0, len(x), batch_size)], dim=1)
     return out.float().cpu()
