@@ -5,12 +5,14 @@
 # %% ../nbs/api/90_cli.ipynb #5e5311fb
 from __future__ import annotations
 import argparse, json, sys
+from dataclasses import asdict
 from pathlib import Path
 
 import segcourse
+from .config import AUGMENT, GROUPS, RunConfig, config_defaults, config_fields, load_config
 
 # %% auto #0
-__all__ = ['TRAIN_OPTIONS', 'COMMANDS', 'build_parser', 'main']
+__all__ = ['POSITIVE', 'DEMO_OPTIONS', 'COMMANDS', 'build_parser', 'add_config_options', 'main']
 
 # %% ../nbs/api/90_cli.ipynb #458b3016
 def _positive_int(text:str) -> int:
@@ -35,16 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    'accuracy, sensitivity, specificity, IoU and Dice at thresholds 0.1 to 0.9 beside the '
                                    'all-background baseline. Writes training_curve.png, predictions.png and report.json to --out.')
     d.add_argument('--out', default='segcourse-demo', help='folder for the figures and report.json (default: %(default)s)')
-    d.add_argument('--quick', action='store_true', help='a seconds-long run on tiny phantoms (for a smoke test)')
-    d.add_argument('--epochs', type=_positive_int, help='training epochs (default: 8)')
-    d.add_argument('--n-train', type=_positive_int, help='training phantoms (default: 480)')
-    d.add_argument('--n-test', type=_positive_int, help='test phantoms (default: 256)')
-    d.add_argument('--size', type=_positive_int, help='image size in pixels (default: 128)')
-    d.add_argument('--batch-size', type=_positive_int, help='batch size (default: 16)')
-    d.add_argument('--lr', type=float, help='peak learning rate (default: 0.003)')
-    d.add_argument('--features', type=_features, help='U-Net widths per level (default: 8,16,32,64)')
-    d.add_argument('--loss', help='loss name from segcourse.losses.registry (default: dice_bce)')
-    d.add_argument('--seed', type=int, help='random seed (default: 0)')
+    d.add_argument('--quick', action='store_true', help='a seconds-long run on tiny phantoms (RunConfig.demo(quick=True), 16 test phantoms; for a smoke test)')
+    add_config_options(d, DEMO_OPTIONS, defaults=asdict(RunConfig.demo()))
+    d.add_argument('--n-test', type=_positive_int, help='held-out test phantoms (default: 256)')
     d.add_argument('--device', choices=['cuda', 'mps', 'cpu'], help='device (default: the best available)')
     d.add_argument('--no-progress', action='store_true', help='hide progress bars')
     _add_run_commands(sub)
@@ -77,61 +72,56 @@ def _thresholds(text:str) -> tuple:
     if not all(0 < x < 1 for x in t): raise argparse.ArgumentTypeError(f"thresholds must lie in (0, 1), got {text!r}")
     return t
 
-TRAIN_OPTIONS = [  # (flag, RunConfig field, type, help)
-    ('--data', 'data', str, "phantom, lgg:PATH (Kaggle kaggle_3m layout), folder:PATH (images/ + masks/) or packed:FILE.npz (or a folder of its parts)"),
-    ('--model', 'model', str, 'unet, segnet, unetpp or transunet'),
-    ('--features', 'features', _features, 'widths per level, e.g. 16,32,64,128'),
-    ('--norm', 'norm', str, 'batch, instance, group or none'),
-    ('--loss', 'loss', str, 'a loss name from segcourse.losses.registry, e.g. dice, dice_bce, focal_tversky'),
-    ('--opt', 'optimizer', str, 'adam, adamw or sgd (momentum 0.9)'),
-    ('--schedule', 'schedule', str, 'constant, onecycle, cosine, poly, warmup or plateau'),
-    ('--epochs', 'epochs', _positive_int, 'training epochs'),
-    ('--batch-size', 'batch_size', _positive_int, 'batch size per process'),
-    ('--lr', 'lr', float, '(peak) learning rate'),
-    ('--weight-decay', 'weight_decay', float, 'weight decay'),
-    ('--warmup-epochs', 'warmup_epochs', float, 'linear warm-up (constant, warmup, cosine, poly)'),
-    ('--size', 'size', _positive_int, 'images are resized to SIZE x SIZE'),
-    ('--channels', 'channels', str, 'LGG channels: all, flair, pre or post'),
-    ('--val-fraction', 'val_fraction', float, 'share of cases held out for validation (lgg, folder)'),
-    ('--n-train', 'n_train', _positive_int, 'training phantoms'),
-    ('--n-val', 'n_val', _positive_int, 'validation phantoms'),
-    ('--lesion-share', 'lesion_share', _optional_float, "oversample lesion slices to this share, or 'none'"),
-    ('--seed', 'seed', int, 'random seed'),
-    ('--split-seed', 'split_seed', int, 'seed of the split by patient (default: --seed)'),
-    ('--folds', 'folds', int, 'cross-validation: deal the patients into this many folds (instead of --val-fraction)'),
-    ('--fold', 'fold', int, 'with --folds: the fold held out for validation, 0 to FOLDS-1'),
-    ('--grad-clip', 'grad_clip', _optional_float, "clip the gradient norm, or 'none'"),
-    ('--patience', 'patience', _positive_int, 'stop after this many epochs without improvement'),
-    ('--time-limit', 'time_limit', _optional_float, 'minutes of training at most (no epoch starts that would end later)'),
-    ('--amp', 'amp', _amp, "mixed precision: auto (CUDA only), bf16 (also on a CPU), fp16 or off"),
-    ('--num-workers', 'num_workers', int, 'data-loading worker processes'),
-    ('--missing-sequence', 'missing_sequence', float, 'LGG: chance that pre- and post-contrast are each replaced by FLAIR in training'),
-    ('--normalize', 'normalize', str, 'none, or zscore: standardise every slice and channel (evaluate and predict do the same)'),
-    ('--crop', 'crop', str, 'none, or brain: cut every case to a square around its brain (FLAIR) before resizing (evaluate and predict put predictions back)'),
-    ('--context', 'context', int, 'neighbouring slices on each side given as extra channels (2.5D; files whose cases hold ordered slices)'),
-]
+def _optional_int(text:str):
+    if text.lower() == 'none': return None
+    try: return int(text)
+    except ValueError: raise argparse.ArgumentTypeError(f"expected a whole number or 'none', got {text!r}") from None
+
+def _annotator(text:str):
+    return int(text) if text.lstrip('-').isdigit() else text
+
+POSITIVE = ('epochs', 'batch_size', 'size', 'n_train', 'n_val', 'patience')  # read as whole numbers of at least 1
+DEMO_OPTIONS = ('epochs', 'n_train', 'size', 'batch_size', 'lr', 'features', 'loss', 'seed')
+
+def _argument(name:str, spec:dict) -> tuple:
+    "`(flags, keywords)` of the option for `RunConfig` field `name`: its type read from the annotation, its help and flags from the field."
+    t = spec['type'].replace(' ', '')
+    special = dict(features=dict(type=_features), amp=dict(type=_amp), annotator=dict(type=_annotator),
+                   loss_options=dict(action='append', type=_loss_option), augment=dict(choices=AUGMENT))
+    if name in special: kw = special[name]
+    elif t == 'bool': kw = dict(action='store_true')
+    elif name in POSITIVE: kw = dict(type=_positive_int)
+    else: kw = {'int': dict(type=int), 'int|None': dict(type=_optional_int), 'float': dict(type=float),
+                'float|None': dict(type=_optional_float)}.get(t, dict(type=str))
+    kw.update({k: spec[k] for k in ('nargs', 'const', 'metavar') if k in spec})
+    flags = spec.get('flags') or ()
+    if name != 'loss_options': flags = ('--' + name.replace('_', '-'),) + tuple(flags)
+    return flags, kw
+
+def add_config_options(parser, names=None, # Fields to offer; default every field of `RunConfig`, in groups
+                       defaults=None, # Defaults to show in the help; default `RunConfig`'s
+                      ) -> None:
+    "Add an option for each `RunConfig` field to `parser`; an option left out keeps the configuration's value."
+    specs = config_fields()
+    defaults = defaults or config_defaults()
+    groups = {g: parser.add_argument_group(f'{g} options') for g in GROUPS} if names is None else {}
+    for name in names or specs:
+        spec = specs[name]
+        flags, kw = _argument(name, spec)
+        shown = ','.join(map(str, defaults[name])) if isinstance(defaults[name], tuple) else defaults[name]
+        groups.get(spec['group'], parser).add_argument(*flags, dest=name, default=argparse.SUPPRESS, help=f"{spec['help']} (default: {shown})", **kw)
 
 def _add_run_commands(sub):
-    from segcourse.config import AUGMENT, config_defaults
     default = config_defaults()  # read from the class: no torch needed for the help
     t = sub.add_parser('train', help='train a model on phantoms, LGG or an image folder',
                        description='Train a segmentation model and write last.pt, best.pt, history.json/.csv/.png and '
                                    'config.json to --out. Runs on several processes under torchrun.')
-    for flag, field, typ, text in TRAIN_OPTIONS:
-        t.add_argument(flag, dest=field, type=typ, default=argparse.SUPPRESS, help=f'{text} (default: {default[field]})')
-    t.add_argument('--loss-option', dest='loss_options', action='append', type=_loss_option, metavar='NAME=VALUE',
-                   help='an option of the loss, e.g. pos_weight=9 (weighted_bce) or per_image=false (dice_bce); repeat for several')
+    t.add_argument('--config', metavar='FILE', help="start from this configuration: a JSON object of options, or a run's config.json; "
+                                                    'the options given here override it')
+    add_config_options(t)
     t.add_argument('--out', default='segcourse-run', help='run folder (default: %(default)s)')
     t.add_argument('--resume', nargs='?', const=True, default=False, metavar='CHECKPOINT',
                    help='continue from CHECKPOINT, or from OUT/last.pt if none is named')
-    t.add_argument('--no-amp', action='store_true', help='no mixed precision (it is used on CUDA only anyway)')
-    t.add_argument('--channels-last', action='store_true', help='channels-last memory format')
-    t.add_argument('--tensorboard', action='store_true', help='log metrics and validation overlays to OUT/tensorboard')
-    t.add_argument('--augment', nargs='?', const='default', choices=AUGMENT, metavar='PRESET',
-                   help='augment each batch on the device: default (zoom ±5%%, rotation ±15°, flips, mild intensity) or strong '
-                        '(zoom ±20%%, rotation ±30°, shifts, blur, bias field); --augment alone is default')
-    t.add_argument('--fit-to-time', action='store_true', help='with --time-limit: after each epoch, plan as many epochs as fit at the pace '
-                                                            'so far (at most --epochs) and give the learning-rate schedule that length')
     t.add_argument('--quick', action='store_true', help='a seconds-long run on tiny phantoms (smoke test)')
     t.add_argument('--device', choices=['cuda', 'mps', 'cpu'], help='device (default: the best available)')
     t.add_argument('--no-progress', action='store_true', help='hide progress bars')
@@ -175,30 +165,26 @@ def _add_run_commands(sub):
 
 # %% ../nbs/api/90_cli.ipynb #a70a8999
 def _demo(args) -> int:
-    from segcourse.course.demo import DemoConfig, run_demo
-    given = {k: getattr(args, k) for k in ('epochs', 'n_train', 'n_test', 'size', 'batch_size', 'lr', 'features', 'loss', 'seed')
-             if getattr(args, k) is not None}
-    cfg = DemoConfig.quick(**given) if args.quick else DemoConfig(**given)
+    from segcourse.course.demo import run_demo
+    given = {k: getattr(args, k) for k in DEMO_OPTIONS if hasattr(args, k)}
+    cfg = RunConfig.demo(quick=args.quick, **given)
     from segcourse.losses.registry import get_loss
     get_loss(cfg.loss)  # a bad loss name fails now, before any training
-    report = run_demo(cfg, out=args.out, device=args.device, progress=not args.no_progress)
+    n_test = args.n_test or (16 if args.quick else 256)
+    report = run_demo(cfg, n_test=n_test, out=args.out, device=args.device, progress=not args.no_progress)
     print(f"\nwrote training_curve.png, predictions.png and report.json to {args.out} in {report['seconds']:.0f} s")
     return 0
 
 def _train(args) -> int:
-    from segcourse.config import RunConfig
     from segcourse.training.runs import train_run
     from segcourse.training.distributed import close_distributed, get_world_size, init_distributed, is_main
-    given = {field: getattr(args, field) for _, field, _, _ in TRAIN_OPTIONS if hasattr(args, field)}  # 'none' gives None
-    if args.no_amp: given['amp'] = False
-    if args.channels_last: given['channels_last'] = True
-    if args.tensorboard: given['tensorboard'] = True
-    if args.augment: given['augment'] = True if args.augment == 'default' else args.augment
-    if args.fit_to_time: given['fit_to_time'] = True
-    if args.loss_options: given['loss_options'] = dict(args.loss_options)
+    given = {name: getattr(args, name) for name in config_fields() if hasattr(args, name)}  # only the options given; 'none' gives None
+    if given.get('augment') == 'default': given['augment'] = True
+    if 'loss_options' in given: given['loss_options'] = dict(given['loss_options'])
+    base = asdict(load_config(args.config)) if args.config else {}
     try:
         init_distributed()
-        cfg = RunConfig.quick(**given) if args.quick else RunConfig(**given)
+        cfg = RunConfig.quick(**{**base, **given}) if args.quick else RunConfig(**{**base, **given})
         res = train_run(cfg, args.out, device=args.device, progress=not args.no_progress, resume=args.resume)
         if is_main():
             import matplotlib; matplotlib.use('Agg')

@@ -30,7 +30,7 @@ def phantom_run(tmp_path_factory):
 def test_help_lists_the_options():
     r = ok(run('train', '--help'))
     for opt in ('--data', '--model', '--loss', '--opt', '--epochs', '--out', '--resume', '--schedule', '--batch-size', '--lr',
-                '--size', '--features', '--patience', '--channels-last', '--no-amp', '--lesion-share'):
+                '--size', '--features', '--patience', '--channels-last', '--amp', '--lesion-share', '--config'):
         assert opt in r.stdout, opt
     assert '--checkpoint' in ok(run('evaluate', '--help')).stdout
     assert '--input' in ok(run('predict', '--help')).stdout

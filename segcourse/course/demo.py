@@ -4,8 +4,8 @@
 
 # %% ../../nbs/api/course/02_demo.ipynb #ff2b8a20
 from __future__ import annotations
-import json, platform, time
-from dataclasses import asdict, dataclass, field
+import json, time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -14,50 +14,27 @@ import matplotlib.pyplot as plt
 
 import segcourse
 from ..core import get_device, seed_everything, set_threads
+from ..config import RunConfig
 from ..data.phantoms import PhantomDataset, foreground_stats
-from ..models.registry import get_model
+from ..models.registry import get_model, model_spec
 from ..training.loop import fit
+from ..training.runs import fit_arguments
 from ..inference.predict import predict
 from ..metrics.selection import threshold_table
 from .viz import plot_history, show_predictions
 
 # %% auto #0
-__all__ = ['DemoConfig', 'demo_data', 'run_demo', 'format_report']
+__all__ = ['DEMO_TEST', 'DEMO_THRESHOLDS', 'demo_data', 'run_demo', 'format_report']
 
 # %% ../../nbs/api/course/02_demo.ipynb #5fbbe3ef
-@dataclass
-class DemoConfig:
-    "Everything the demo needs to know; saved with its results."
-    n_train:int = 480           # training phantoms
-    n_val:int = 64              # validation phantoms (curves per epoch)
-    n_test:int = 256            # held-out test phantoms (the table)
-    size:int = 128              # image height and width
-    epochs:int = 8
-    batch_size:int = 16
-    lr:float = 3e-3             # peak of the one-cycle schedule
-    features:tuple = (8, 16, 32, 64)  # U-Net widths per level
-    loss:str = 'dice_bce'
-    lesion_share:float = 0.5    # oversample lesion slices in training to this share
-    seed:int = 0
-    thresholds:tuple = (0.1, 0.3, 0.5, 0.7, 0.9)
-
-    @classmethod
-    def quick(cls, **kw):
-        "A seconds-long configuration for tests and smoke runs."
-        return cls(**{**dict(n_train=32, n_val=16, n_test=16, size=64, epochs=1, batch_size=8, features=(8, 16)), **kw})
-
-    def __post_init__(self):
-        for k in ('n_train', 'n_val', 'n_test', 'epochs', 'batch_size'):
-            if int(getattr(self, k)) < 1: raise ValueError(f"{k} must be at least 1, got {getattr(self, k)}")
-        if self.size < 32: raise ValueError(f"size must be at least 32, got {self.size}")
-        if not all(0 < t < 1 for t in self.thresholds): raise ValueError(f"thresholds must lie in (0, 1), got {self.thresholds}")
-        self.features, self.thresholds = tuple(self.features), tuple(self.thresholds)
+DEMO_TEST = 256  # held-out test phantoms of the demo (the table)
+DEMO_THRESHOLDS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 # %% ../../nbs/api/course/02_demo.ipynb #b350fdfd
-def demo_data(cfg:DemoConfig):
+def demo_data(cfg:RunConfig, n_test:int=DEMO_TEST) -> tuple:
     "Train, validation and test `PhantomDataset`s drawn from disjoint seeds."
     make = lambda n, k: PhantomDataset(n=n, seed=cfg.seed*3 + k, size=cfg.size)
-    return make(cfg.n_train, 0), make(cfg.n_val, 1), make(cfg.n_test, 2)
+    return make(cfg.n_train, 0), make(cfg.n_val, 1), make(n_test, 2)
 
 # %% ../../nbs/api/course/02_demo.ipynb #282fa9d5
 def _targets(ds): return torch.stack([ds[i][1] for i in range(len(ds))])
@@ -66,25 +43,30 @@ def _lesion_first(ds, n=4):
     "Indices of up to `n` test items with a lesion (the interesting ones to show)."
     return [i for i in range(len(ds)) if ds.item_info(i)['lesion_count']][:n] or list(range(min(n, len(ds))))
 
-def run_demo(cfg:DemoConfig|None=None, # Settings; default `DemoConfig()`
+def run_demo(cfg:RunConfig|None=None, # Settings; default `RunConfig.demo()`
+             n_test:int=DEMO_TEST, # Held-out test phantoms
+             thresholds:tuple=DEMO_THRESHOLDS, # Rows of the table
              out:str|Path|None='segcourse-demo', # Folder for the figures and report; None writes nothing
              device:str|None=None, # "cuda", "mps" or "cpu"; default the best available
              progress:bool=True, # Progress bars while training
              verbose:bool=True, # Print the table
             ) -> dict:
     "Train a U-Net on phantoms, evaluate on held-out phantoms and return (and write) the report."
-    cfg = cfg or DemoConfig()
+    cfg = cfg or RunConfig.demo()
+    if cfg.data != 'phantom': raise ValueError(f"the demo trains on phantoms, got data={cfg.data!r}; use segcourse.training.runs.train_run for other data")
+    if cfg.size < 32: raise ValueError(f"size must be at least 32, got {cfg.size}")
+    if n_test < 1: raise ValueError(f"n_test must be at least 1, got {n_test}")
+    if not all(0 < t < 1 for t in thresholds): raise ValueError(f"thresholds must lie in (0, 1), got {thresholds}")
     start = time.perf_counter()
     set_threads(); seed_everything(cfg.seed)
     dev = get_device(device)
-    train, val, test = demo_data(cfg)
-    model = get_model('unet', in_channels=1, out_channels=1, features=cfg.features)
-    history = fit(model, train, val, loss=cfg.loss, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                  schedule='onecycle', lesion_share=cfg.lesion_share, output_prior=0.01, device=dev,
-                  seed=cfg.seed, progress=progress)
+    train, val, test = demo_data(cfg, n_test)
+    spec = model_spec(cfg, in_channels=1)
+    model = get_model(spec['name'], **spec['kwargs'])
+    history = fit(model, train, val, **fit_arguments(cfg, in_channels=1), device=dev, progress=progress)
     probs, truth = predict(model, test, cfg.batch_size, dev), _targets(test) > 0.5
-    table = threshold_table(probs, truth, cfg.thresholds, metrics=('accuracy', 'sensitivity', 'specificity', 'iou', 'dice'))
-    report = dict(config=asdict(cfg), device=str(dev), torch=torch.__version__, segcourse=segcourse.__version__,
+    table = threshold_table(probs, truth, thresholds, metrics=('accuracy', 'sensitivity', 'specificity', 'iou', 'dice'))
+    report = dict(config=asdict(cfg), n_test=n_test, device=str(dev), torch=torch.__version__, segcourse=segcourse.__version__,
                   test=foreground_stats(test),
                   table=table.rows, history=history, seconds=None)
     if out is not None:

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/api/training/05_runs.ipynb #2863cda9
 from __future__ import annotations
+import inspect
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from ..losses.registry import get_loss
 from .loop import fit
 
 # %% auto #0
-__all__ = ['run_augmentation', 'train_run']
+__all__ = ['run_augmentation', 'fit_arguments', 'train_run']
 
 # %% ../../nbs/api/training/05_runs.ipynb #1fac2a55
 def run_augmentation(cfg:RunConfig, in_channels:int):
@@ -33,6 +34,16 @@ def run_augmentation(cfg:RunConfig, in_channels:int):
     ts += preset().transforms if preset else []
     return Compose(ts, batch=True)
 
+# %% ../../nbs/api/training/05_runs.ipynb #ee324933
+def fit_arguments(cfg:RunConfig, in_channels:int, # Channels of the run's images (for the augmentation)
+                 ) -> dict:
+    "The fields of `cfg` that `fit` takes, by name, with the loss and the batch augmentation built from them."
+    names = set(inspect.signature(fit).parameters) - {'model', 'train_data', 'val_data'}  # fit's model is the network
+    args = {k: v for k, v in asdict(cfg).items() if k in names}
+    if cfg.loss_options: args['loss'] = get_loss(cfg.loss, **cfg.loss_options)
+    args['augment'] = run_augmentation(cfg, in_channels)
+    return args
+
 # %% ../../nbs/api/training/05_runs.ipynb #4842fde0
 def train_run(cfg:RunConfig, out:str|Path, # Run folder: checkpoints, history, config
               device:str|None=None, progress:bool=True,
@@ -40,20 +51,16 @@ def train_run(cfg:RunConfig, out:str|Path, # Run folder: checkpoints, history, c
               detailed:bool=True) -> dict:
     "Train the run `cfg` into `out`; return `{'history', 'best', 'best_epoch', 'monitor', 'out'}`."
     set_threads()
-    loss = get_loss(cfg.loss, **cfg.loss_options)  # a bad name or option fails now, before any data is read
+    get_loss(cfg.loss, **cfg.loss_options)  # a bad name or option fails now, before any data is read
     splits = load_splits(cfg)
     in_channels = int(splits['train'][0][0].shape[0])
-    spec, augment = model_spec(cfg, in_channels), run_augmentation(cfg, in_channels)
+    spec = model_spec(cfg, in_channels)
     torch.manual_seed(cfg.seed)
     model = get_model(spec['name'], **spec['kwargs'])
     if resume is True:
         resume = Path(out)/'last.pt'
         if not resume.is_file(): raise FileNotFoundError(f"resume: no checkpoint {resume} to continue from")
-    history = fit(model, splits['train'], splits['val'], loss=loss if cfg.loss_options else cfg.loss, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                  lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, schedule=cfg.schedule,
-                  warmup_epochs=cfg.warmup_epochs, lesion_share=cfg.lesion_share, output_prior=cfg.output_prior,
-                  device=device, seed=cfg.seed, num_workers=cfg.num_workers, progress=progress, amp=cfg.amp,
-                  channels_last=cfg.channels_last, grad_clip=cfg.grad_clip, patience=cfg.patience, time_limit=cfg.time_limit, fit_to_time=cfg.fit_to_time, threshold=cfg.threshold, tensorboard=cfg.tensorboard,
-                  augment=augment, detailed=detailed, out=out, resume=resume or None, model_spec=spec, config=asdict(cfg))
+    history = fit(model, splits['train'], splits['val'], **fit_arguments(cfg, in_channels),
+                  device=device, progress=progress, detailed=detailed, out=out, resume=resume or None, model_spec=spec, config=asdict(cfg))
     ck = load_checkpoint(Path(out)/'last.pt')
     return dict(history=history, best=ck['best'], best_epoch=ck['best_epoch'], monitor=ck['monitor'], out=str(out))
