@@ -21,8 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from segcourse.data.lgg import LGGDataset, write_lgg_case
-from segcourse.data.intensity import default_augmentation
+from segcourse.data import LGGDataset, write_lgg_case, default_augmentation
 
 
 def lgg_root(tmp: Path) -> tuple:

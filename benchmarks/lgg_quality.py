@@ -1,25 +1,22 @@
-"""The LGG quality goal of issue 7: mean per-case 3D Dice on held-out patients after a fixed training time.
+"""The LGG quality goal: mean per-patient 3D Dice on held-out patients after a fixed training time.
 
-    OMP_NUM_THREADS=2 python benchmarks/lgg_quality.py [--minutes 30] [--size 128] [--features 16,32,64,128]
-                                                       [--val-cases 7] [--data PATH] [--out DIR]
-                                                       [--augment none|flip|default] [--missing P] [--normalize none|zscore]
-                                                       [--crop none|brain] [--tta] [--lr LR] [--grad-clip C] [--seed S]
+A thin call of the library: the recipe is a `RunConfig`, trained by `train_run` (the epochs planned by
+`fit_to_time` within the budget) and scored by `evaluate_checkpoint` with mirrored TTA and the largest
+component of each patient, exactly as
 
-The best recipe so far (mean per-case Dice 0.758 and 0.750 in 30 minutes on 2 cores, training seeds 0 and 1), on a full-size pack
-(`segcourse pack --data lgg:../shared/data/lgg-dev/kaggle_3m --size 256 --out lgg-dev-256.npz`; the crop needs
-the full size):
+    segcourse train --data packed:lgg-dev-256.npz --size 128 --val-fraction 0.1794871795 --features 8,16,32,64,128 \
+        --augment --missing-sequence 0.3 --normalize zscore --crop brain --lr 1e-3 --grad-clip 1 --epochs 150 \
+        --time-limit 29.5 --fit-to-time --out lgg-run
+    segcourse evaluate --checkpoint lgg-run/last.pt --tta --largest
 
-    OMP_NUM_THREADS=2 python benchmarks/lgg_quality.py --data lgg-dev-256.npz --features 8,16,32,64,128 --threads 2 \
-        --augment default --missing 0.3 --normalize zscore --crop brain --tta --lr 1e-3 --grad-clip 1
+Usage (every `segcourse train` option overrides the recipe; `--folds 5 --fold I` for one fold of a cross-validation):
 
-Protocol: the `lgg-dev` patients (env `SEGCOURSE_SHARED_DATA`, else `../shared/data`; or `--data`: a
-`kaggle_3m` folder or a `.npz` from `segcourse pack`) split by patient with `split_by_case` (seed 0,
-stratified by lesion), `--val-cases` patients held out. The epochs are planned by `fit(..., fit_to_time=True)`
-from the pace of the epochs so far, so that the one-cycle schedule ends annealed within `--minutes`.
-Reported: wall minutes, epochs, and the Dice of every validation patient computed in 3D (all its
-slices' confusion counts summed), with the mean and the median, raw and after keeping the largest
-connected component of each patient's predicted volume (`segcourse.metrics.lesions.largest_per_case`). Prints the
-machine load: figures from a shared machine are not comparable.
+    OMP_NUM_THREADS=2 SEGCOURSE_THREADS=2 python benchmarks/lgg_quality.py --data packed:lgg-dev-256.npz [--minutes 30] [--out DIR]
+
+`--data` defaults to `lgg:$SEGCOURSE_SHARED_DATA/lgg-dev/kaggle_3m`. A full-size pack (the brain crop needs the full
+size): `segcourse pack --data lgg:PATH/lgg-dev/kaggle_3m --size 256 --out lgg-dev-256.npz`. Held out: 7 of the 39
+patients (`--val-fraction 0.1794871795`), split by patient (seed 0, stratified by lesion); `last.pt` is evaluated,
+since `best.pt` was chosen on these patients. Prints the machine load: figures from a shared machine are not comparable.
 
 Two of the 7 validation patients (TCGA_FG_A60K, TCGA_HT_A61B) are FLAIR in all three channels: the data
 set fills a missing sequence with FLAIR, and only one training patient has a missing sequence at all.
@@ -67,101 +64,42 @@ Measured so, 2 cores, one run each, mean per-case Dice with `--tta` (without):
   their 32 patients: mean 0.769, median 0.836 (with `--largest` 0.752 and 0.836). By hospital: 7 CS patients 0.54, 8 DU 0.78,
   8 FG 0.87, 9 HT 0.85; none of the CS patients has a missing sequence. Fold 4 was not finished in the session.
 """
-import argparse, os, time
+import argparse, os, tempfile, time
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from segcourse.metrics.accumulate import case_dice
+from segcourse.cli import add_config_options
+from segcourse.config import RunConfig, config_fields
 from segcourse.core import set_threads
-from segcourse.data.crops import CroppedCases, uncrop_items
-from segcourse.metrics.lesions import largest_per_case
-from segcourse.data.lgg import LGGDataset
-from segcourse.models.registry import get_model
-from segcourse.data.packed import PackedDataset
-from segcourse.data.splits import split_by_case, subsets
-from segcourse.training.loop import fit
-from segcourse.inference.predict import predict
-from segcourse.data.transforms import Compose, RandomFlip
-from segcourse.data.intensity import MissingSequence, ZScore, default_augmentation
+from segcourse.training import train_run
+from segcourse.evaluation import evaluate_checkpoint, format_evaluation
 
-def shared_lgg() -> Path:
-    root = Path(os.environ.get('SEGCOURSE_SHARED_DATA') or Path(__file__).resolve().parents[2]/'shared'/'data')
-    return root/'lgg-dev'/'kaggle_3m'
-
-def per_case_dice(probs, targets, case_ids, largest=False) -> dict:
-    "3D Dice per case at threshold 0.5, of the whole prediction or of each case's largest connected component."
-    pred = probs >= 0.5
-    return case_dice((largest_per_case(pred, case_ids) if largest else pred).float(), targets, case_ids)
-
-def make_augment(a, seed:int=0):
-    "A fresh batch augmentation of the arguments (its own random draws), or None."
-    ts = {'none': [], 'flip': [RandomFlip(horizontal=0.5)], 'default': list(default_augmentation().transforms)}[a.augment]
-    if a.missing > 0: ts.insert(0, MissingSequence(keep=1, p=a.missing))
-    return Compose(ts, seed=seed, batch=True) if ts else None
+RECIPE = dict(size=128, features=(8, 16, 32, 64, 128), augment=True, missing_sequence=0.3, normalize='zscore', crop='brain',
+              lr=1e-3, grad_clip=1.0, epochs=150, fit_to_time=True, val_fraction=7 / 39)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--minutes', type=float, default=30.0)
-    ap.add_argument('--size', type=int, default=128)
-    ap.add_argument('--features', default='16,32,64,128')
-    ap.add_argument('--batch-size', type=int, default=16)
-    ap.add_argument('--lr', type=float, default=3e-3)
-    ap.add_argument('--grad-clip', type=float, default=None, help="clip the gradient norm to this (default: no clipping)")
-    ap.add_argument('--val-cases', type=int, default=7)
-    ap.add_argument('--seed', type=int, default=0, help="seed of the training (weights, sampling); the split stays that of seed 0")
-    ap.add_argument('--data', default=None)
-    ap.add_argument('--out', default=None)
-    ap.add_argument('--threads', type=int, default=None)
-    ap.add_argument('--augment', choices=('none', 'flip', 'default'), default='none',
-                    help="batch augmentation: none, left-right flips, or default_augmentation (zoom, rotation, flips, intensity)")
-    ap.add_argument('--normalize', choices=('none', 'zscore'), default='none',
-                    help="zscore: standardise each slice and channel (ZScore) in training and validation")
-    ap.add_argument('--crop', choices=('none', 'brain'), default='none',
-                    help="brain: cut every case to a square around its brain (FLAIR above 10%% of its maximum) before resizing, "
-                         "as Buda et al. do, and put the predictions back on the full grid for the Dice")
-    ap.add_argument('--tta', action='store_true', help="average the final predictions with those of the left-right mirrored images")
-    ap.add_argument('--missing', type=float, default=0.0,
-                    help="MissingSequence chance: each of pre- and post-contrast replaced by FLAIR, as the data set fills a missing sequence")
+    ap.add_argument('--minutes', type=float, default=30.0, help='the whole budget: training stops half a minute before it (default: 30)')
+    ap.add_argument('--out', help='run folder (default: a temporary folder)')
+    add_config_options(ap)
     a = ap.parse_args()
-    set_threads(a.threads)
-    src = Path(a.data) if a.data else shared_lgg()
-    if not src.exists(): raise SystemExit(f"no LGG data at {src}: pass --data or set SEGCOURSE_SHARED_DATA")
-    norm = ZScore() if a.normalize == 'zscore' else None
-    if a.crop == 'none':
-        ds = PackedDataset(src, size=a.size, transform=norm) if src.suffix == '.npz' else LGGDataset(src, size=a.size, cache=True, transform=norm)
-    else:  # brain: read at the stored size, crop, then resize
-        native = PackedDataset(src) if src.suffix == '.npz' else LGGDataset(src, cache=True)
-        ds = CroppedCases(native, a.size, channel=1, transform=norm)  # FLAIR
-        sides = np.array([b[2] for b in ds.boxes.values()])
-        print(f"brain boxes: side {sides.min()} to {sides.max()} (median {np.median(sides):.0f}) of {native.raw(0)[0].shape[0]} pixels")
-    n_cases = len(set(ds.case_ids))
-    split = split_by_case(ds, {'train': 1 - a.val_cases / n_cases, 'val': a.val_cases / n_cases}, seed=0, stratify='lesion')
-    parts = subsets(ds, split)
-    train, val = parts['train'], parts['val']
-    print(f"{len(train)} training slices of {len(set(train.case_ids))} patients, {len(val)} validation slices of "
-          f"{len(set(val.case_ids))} patients, {a.size}x{a.size}, torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}")
+    given = {k: getattr(a, k) for k in config_fields() if hasattr(a, k)}
+    if 'data' not in given:
+        shared = Path(os.environ.get('SEGCOURSE_SHARED_DATA') or Path(__file__).resolve().parents[2]/'shared'/'data')/'lgg-dev'/'kaggle_3m'
+        if not shared.is_dir(): raise SystemExit(f"no LGG data at {shared}: pass --data or set SEGCOURSE_SHARED_DATA")
+        given['data'] = f'lgg:{shared}'
+    if given.get('augment') == 'default': given['augment'] = True
+    cfg = RunConfig(**{**RECIPE, 'time_limit': a.minutes - 0.5, **given})
+    out = Path(a.out or tempfile.mkdtemp(prefix='lgg-quality-'))
+    print(f"recipe: {', '.join(f'{k}={v}' for k, v in asdict(cfg).items() if v != config_fields()[k]['default'])}")
+    print(f"torch threads {set_threads()}, load {os.getloadavg()[0]:.1f}; run folder {out}")
     t0 = time.perf_counter()
-    for i in range(len(ds)): ds.raw(i)  # decode once into the cache (counted in the budget)
-    features = tuple(int(f) for f in a.features.split(','))
-    model = get_model('unet', in_channels=3, features=features)
-    augment = make_augment(a, a.seed)
-    print(f"augmentation: {augment}")
-    history = fit(model, train, val, loss='dice_bce', augment=augment, epochs=1000, batch_size=a.batch_size, lr=a.lr, schedule='onecycle',
-                  lesion_share=0.5, output_prior=0.01, grad_clip=a.grad_clip, detailed=True, time_limit=a.minutes - (time.perf_counter() - t0) / 60,
-                  fit_to_time=True, out=a.out, progress=False, seed=a.seed)  # the epochs that fit in the budget
+    res = train_run(cfg, out, progress=False)
     minutes = (time.perf_counter() - t0) / 60
-    probs = predict(model, val, tta=a.tta)
-    if a.crop == 'brain': probs, targets = uncrop_items(probs, val, a.size)  # back on the full grid, with its masks
-    else: targets = torch.stack([val[i][1] for i in range(len(val))])
-    for largest in (False, True):
-        d = per_case_dice(probs, targets, val.case_ids, largest)
-        v = np.array(list(d.values()))
-        print(f"{'largest component' if largest else 'raw':<18} per-case 3D Dice mean {v.mean():.3f} median {np.median(v):.3f} "
-              f"min {v.min():.3f}: " + ', '.join(f'{x:.2f}' for x in v))
-    print(f"{len(history)} epochs in {minutes:.1f} min (budget {a.minutes:g}); best validation per-case mean during training "
-          f"{max(h['val_dice_case_mean'] for h in history):.3f}; load {os.getloadavg()[0]:.1f}")
+    ev = evaluate_checkpoint(out/'last.pt', tta=True, largest=True)
+    print(format_evaluation(ev))
+    print(f"{len(res['history'])} epochs in {minutes:.1f} min (budget {a.minutes:g}); best validation per-case mean during training "
+          f"{max(h['val_dice_case_mean'] for h in res['history']):.3f}; load {os.getloadavg()[0]:.1f}")
 
 if __name__ == '__main__':
     main()

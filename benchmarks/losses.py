@@ -15,8 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segcourse.losses.registry import get_loss
-from segcourse.losses.boundary import boundary_loss, distance_maps, DistanceMapCache
+from segcourse.losses import get_loss, boundary_loss, distance_maps, DistanceMapCache
 
 warnings.filterwarnings('ignore')
 

@@ -15,10 +15,7 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
-from segcourse.metrics.distance import distance_metrics, hd95
-from segcourse.metrics.overlap import compute_metrics
-from segcourse.metrics.confusion import confusion
-from segcourse.metrics.thresholds import sweep_thresholds
+from segcourse.metrics import distance_metrics, hd95, compute_metrics, confusion, sweep_thresholds
 
 warnings.filterwarnings('ignore')
 

@@ -6,7 +6,7 @@ slices per second; also the same for 3 channels and 256x256, for reference.
 import os, resource, time
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 import numpy as np
-from segcourse.data.phantoms import make_phantom
+from segcourse.data import make_phantom
 
 def cpu_seconds():
     r = resource.getrusage(resource.RUSAGE_SELF); return r.ru_utime + r.ru_stime

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from segcourse.losses.registry import get_loss
-from segcourse.models.unet import UNet
-from segcourse.training.loop import amp_setup, train_one_epoch
+from segcourse.losses import get_loss
+from segcourse.models import UNet
+from segcourse.training import amp_setup, train_one_epoch
 
 
 def data(n, size, channels=3, seed=0):

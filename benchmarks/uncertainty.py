@@ -14,9 +14,9 @@ bigger batch alone gains little (see the uncertainty notebook).
 import argparse, os, resource, time
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 import torch
-from segcourse.models.unet import UNet
+from segcourse.models import UNet
 from segcourse.uncertainty.samplers import _repeated_forward, default_batch_size, mc_dropout_mode, predict_samples
-from segcourse.inference.predict import to_probabilities
+from segcourse.inference import to_probabilities
 
 def cpu_seconds():
     r = resource.getrusage(resource.RUSAGE_SELF); return r.ru_utime + r.ru_stime

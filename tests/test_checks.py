@@ -1,7 +1,7 @@
 "Self-checks: every registered question, right and wrong answers, numeric tolerance, bad ids and bad answers."
 import numpy as np, pytest, torch
 
-from segcourse.course.checks import QUESTIONS, Feedback, add_question, ask, check, questions
+from segcourse.course import QUESTIONS, Feedback, add_question, ask, check, questions
 
 @pytest.mark.parametrize('qid', list(QUESTIONS))
 def test_every_question(qid):

@@ -4,8 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from segcourse.data.folders import FolderDataset, match_pattern
-from segcourse.data.readers import FileProblem
+from segcourse.data import FolderDataset, match_pattern, FileProblem
 
 torch.set_num_threads(1)
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from segcourse.data.lgg import LGGDataset, case_volume, download_lgg, find_lgg_root, lgg_cases, write_lgg_case
-from segcourse.data.readers import FileProblem, as_binary_mask, read_image
-from segcourse.data.splits import check_no_leakage, split_by_case, split_cases
+from segcourse.data import (
+    LGGDataset, case_volume, download_lgg, find_lgg_root, lgg_cases, write_lgg_case, FileProblem,
+    as_binary_mask, read_image, check_no_leakage, split_by_case, split_cases)
 
 torch.set_num_threads(1)
 

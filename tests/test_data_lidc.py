@@ -10,8 +10,7 @@ from torch.utils.data import DataLoader
 
 from segcourse.data.lidc import (LIDCDataset, check_lidc_arrays, lidc_pickle_to_npz, load_lidc_npz, load_lidc_pickle,
                             load_lidc_pngs, save_lidc_npz, write_lidc_pngs)
-from segcourse.data.readers import FileProblem
-from segcourse.data.splits import check_no_leakage, split_by_case, split_cases
+from segcourse.data import FileProblem, check_no_leakage, split_by_case, split_cases
 
 torch.set_num_threads(1)
 

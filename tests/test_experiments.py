@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from segcourse.course.experiments import GridResult, plot_grid, run_grid, summarize_run
-from segcourse.data.phantoms import PhantomDataset
+from segcourse.course import GridResult, plot_grid, run_grid, summarize_run
+from segcourse.data import PhantomDataset
 
 torch.set_num_threads(1)
 TRAIN = PhantomDataset(n=16, seed=0, size=32, slices_per_case=4, fg_fraction=0.05)

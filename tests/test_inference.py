@@ -2,7 +2,7 @@
 import pytest, torch
 from torch import nn
 
-from segcourse.inference.windows import sliding_window_inference, predict_volume, importance_map, window_slices
+from segcourse.inference import sliding_window_inference, predict_volume, importance_map, window_slices
 
 torch.set_num_threads(1)
 

@@ -6,10 +6,9 @@ import torch
 
 import numpy as np
 
-from segcourse.losses.registry import LOSSES, get_loss, DeepSupervisionLoss
-from segcourse.losses.compound import DiceBCELoss
-from segcourse.losses.region import soft_dice_loss, generalised_dice_loss
-from segcourse.losses.boundary import distance_maps, DistanceMapCache
+from segcourse.losses import (
+    LOSSES, get_loss, DeepSupervisionLoss, DiceBCELoss, soft_dice_loss, generalised_dice_loss, distance_maps,
+    DistanceMapCache)
 
 torch.set_num_threads(1)
 

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from segcourse.losses.region import soft_dice_loss, tversky_loss, focal_tversky_loss, generalised_dice_loss, iou_loss
-from segcourse.losses.distribution import focal_loss
-from segcourse.losses.compound import dice_bce_loss
-from segcourse.losses.boundary import boundary_loss, hausdorff_dt_loss
+from segcourse.losses import (
+    soft_dice_loss, tversky_loss, focal_tversky_loss, generalised_dice_loss, iou_loss, focal_loss,
+    dice_bce_loss, boundary_loss, hausdorff_dt_loss)
 
 torch.set_num_threads(1)
 TOL = dict(abs=1e-5, rel=1e-5)

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from segcourse import metrics as M
-from segcourse.metrics.overlap import COUNT_METRICS, from_counts
-from segcourse.metrics.confusion import Confusion, confusion
+from segcourse.metrics import COUNT_METRICS, from_counts, Confusion, confusion
 
 torch.set_num_threads(1)
 FUNCS = {name: getattr(M, name) for name in COUNT_METRICS}

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from segcourse import metrics as M
-from segcourse.metrics.accumulate import MetricAccumulator
-from segcourse.metrics.overlap import COUNT_METRICS
+from segcourse.metrics import MetricAccumulator, COUNT_METRICS
 
 torch.set_num_threads(1)
 

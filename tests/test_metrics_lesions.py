@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from segcourse.metrics.lesions import components, lesion_counts, lesion_metrics
+from segcourse.metrics import components, lesion_counts, lesion_metrics
 
 torch.set_num_threads(1)
 

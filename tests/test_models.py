@@ -12,12 +12,9 @@ import pytest
 import torch
 
 from segcourse.core import seed_everything
-from segcourse.models.registry import MODELS, get_model, model_summary, summary_table
-from segcourse.models.segnet import SegNet
-from segcourse.models.transunet import TransUNet
-from segcourse.models.unet import UNet
-from segcourse.models.unetpp import UNetPlusPlus
-from segcourse.models.unetpp import deep_supervision_loss
+from segcourse.models import (
+    MODELS, get_model, model_summary, summary_table, SegNet, TransUNet, UNet, UNetPlusPlus,
+    deep_supervision_loss)
 
 torch.set_num_threads(1)
 

@@ -7,13 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from segcourse.data.lgg import LGGDataset, write_lgg_case
-from segcourse.data.packed import PackedDataset, pack_dataset
-from segcourse.data.readers import FileProblem
+from segcourse.data import LGGDataset, write_lgg_case, PackedDataset, pack_dataset, FileProblem, load_splits, parse_data
 
 from cli_helpers import run_in_process
 from segcourse.config import RunConfig
-from segcourse.data.registry import load_splits, parse_data
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).parents[1]

@@ -1,8 +1,8 @@
 "Test-time corruptions: identity at severity 0, determinism from the seed, monotone distortion, batches and errors."
 import pytest, torch
 
-from segcourse.data.phantoms import make_phantom
-from segcourse.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt, corruption_table, distortion
+from segcourse.data import make_phantom
+from segcourse.robustness import CORRUPTIONS, SEVERITIES, corrupt, corruption_table, distortion
 
 torch.set_num_threads(1)
 

@@ -2,12 +2,11 @@
 import math
 import pytest, torch
 
-from segcourse.models.registry import get_model
-from segcourse.data.phantoms import PhantomDataset
-from segcourse.robustness.corruptions import CORRUPTIONS, corrupt, robustness_sweep, sweep_summary, plot_sweep
-from segcourse.training.loaders import make_loader
-from segcourse.training.loop import validate
-from segcourse.metrics.accumulate import MetricAccumulator
+from segcourse.models import get_model
+from segcourse.data import PhantomDataset
+from segcourse.robustness import CORRUPTIONS, corrupt, robustness_sweep, sweep_summary, plot_sweep
+from segcourse.training import make_loader, validate
+from segcourse.metrics import MetricAccumulator, lesion_counts
 
 torch.set_num_threads(1)
 
@@ -103,7 +102,6 @@ def test_plot(ds):
 import numpy as np
 from segcourse.robustness.experiments import (PatchDataset, foreground_background_ratio, skip_patterns, lesion_sizes,
                                                dice_by_difficulty, skip_ablation, fbr_experiment, CorruptionAugment)
-from segcourse.metrics.lesions import lesion_counts
 
 @pytest.fixture(scope='module')
 def slices(): return PhantomDataset(n=20, seed=5, size=64, lesion_prob=0.7)

@@ -7,11 +7,10 @@ import pytest
 import torch
 
 import segcourse.metrics.thresholds as T
-from segcourse.metrics.overlap import COUNT_METRICS, from_counts
-from segcourse.metrics.confusion import confusion
+from segcourse.metrics import (
+    COUNT_METRICS, from_counts, confusion, ThresholdSweep, roc_curve, pr_curve, sweep_counts,
+    sweep_thresholds, threshold_grid, score_threshold, select_threshold, threshold_report, threshold_table)
 from segcourse import metrics as M
-from segcourse.metrics.thresholds import ThresholdSweep, roc_curve, pr_curve, sweep_counts, sweep_thresholds, threshold_grid
-from segcourse.metrics.selection import score_threshold, select_threshold, threshold_report, threshold_table
 
 torch.set_num_threads(1)
 

@@ -7,12 +7,9 @@ import torch
 
 from segcourse.checkpoint import atomic_save, load_checkpoint, load_weights, save_checkpoint
 from segcourse.core import seed_everything
-from segcourse.models.segnet import SegNet
-from segcourse.models.unet import UNet
-from segcourse.models.unetpp import UNetPlusPlus
-from segcourse.data.phantoms import PhantomDataset
-from segcourse.training.loop import fit
-from segcourse.data.intensity import default_augmentation
+from segcourse.models import SegNet, UNet, UNetPlusPlus
+from segcourse.data import PhantomDataset, default_augmentation
+from segcourse.training import fit
 
 torch.set_num_threads(1)
 TRAIN = PhantomDataset(n=16, seed=0, size=64, slices_per_case=4)

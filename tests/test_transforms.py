@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from segcourse.data.intensity import BiasField, GaussianBlur, GaussianNoise, PercentileClip, RandomContrast, RandomGamma, RicianNoise, ZScore, default_augmentation
-from segcourse.data.transforms import CenterCrop, Compose, RandomAffine, RandomCrop, RandomFlip, Resize, warp
+from segcourse.data import (
+    BiasField, GaussianBlur, GaussianNoise, PercentileClip, RandomContrast, RandomGamma, RicianNoise, ZScore,
+    default_augmentation, CenterCrop, Compose, RandomAffine, RandomCrop, RandomFlip, Resize, warp)
 
 torch.set_num_threads(1)
 

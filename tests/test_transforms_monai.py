@@ -3,8 +3,7 @@ import pytest
 import torch
 
 monai_transforms = pytest.importorskip('monai.transforms', reason="MONAI is a test-only peer: pip install monai")
-from segcourse.data.intensity import PercentileClip, ZScore
-from segcourse.data.transforms import RandomAffine, RandomFlip
+from segcourse.data import PercentileClip, ZScore, RandomAffine, RandomFlip
 
 torch.set_num_threads(1)
 

@@ -3,9 +3,8 @@ import copy, math
 import pytest, torch
 from torch import nn
 
-from segcourse.data.phantoms import PhantomDataset
-from segcourse.models.unet import UNet
-from segcourse.models.registry import model_from_checkpoint
+from segcourse.data import PhantomDataset
+from segcourse.models import UNet, model_from_checkpoint, GaussianEncoder, ProbUNet
 from segcourse.uncertainty.samplers import (dropout_modules, expected_entropy, image_uncertainty, mc_dropout_mode,
                                    mean_probability, mutual_information, pixel_std, predict_samples, predictive_entropy,
                                    train_ensemble, uncertainty_map, with_annotator)
@@ -136,8 +135,7 @@ def test_with_annotator_lidc_arrays():
     assert ds.annotator == 'majority'
 
 # ProbUNet
-from segcourse.models.prob_unet import GaussianEncoder, ProbUNet
-from segcourse.training.loop import fit
+from segcourse.training import fit
 
 @pytest.mark.parametrize('cin, cout, hw', [(1, 1, (20, 28)), (3, 1, (17, 33)), (1, 3, (16, 16))])
 def test_prob_unet_shapes_and_kl(cin, cout, hw):

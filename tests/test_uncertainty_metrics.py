@@ -113,7 +113,8 @@ import math
 from scipy import ndimage as ndi
 from scipy.optimize import minimize_scalar
 
-from segcourse.metrics.calibration import apply_temperature, brier_score, ece, fit_temperature, near_lesion, nll, reliability_diagram
+from segcourse.metrics import (
+    apply_temperature, brier_score, ece, fit_temperature, near_lesion, nll, reliability_diagram)
 from segcourse.metrics.conformal import (calibrate_fdr, calibrate_fnr, conformal_masks, empirical_fnr, image_fdr, image_fnr)
 
 def _ece_ref(p, y, n_bins):

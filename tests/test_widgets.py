@@ -1,14 +1,11 @@
 "Widgets driven by their callbacks: metrics equal segcourse.metrics.thresholds', selectors change the image shown, static/widget modes, errors."
 import numpy as np, pytest, torch
 
-from segcourse.data.lgg import LGGDataset, case_volume, write_lgg_case
-from segcourse.metrics.confusion import confusion
-from segcourse.metrics.overlap import from_counts
-from segcourse.data.phantoms import PhantomDataset
-from segcourse.metrics.thresholds import sweep_thresholds
+from segcourse.data import LGGDataset, case_volume, write_lgg_case, PhantomDataset
+from segcourse.metrics import confusion, from_counts, sweep_thresholds
 from segcourse.course.widgets import (TABLE_METRICS, annotator_browser, case_browser, threshold_explorer, uncertainty_viewer,
                                use_static)
-from segcourse.uncertainty.samplers import entropy
+from segcourse.uncertainty import entropy
 
 torch.set_num_threads(1)
 

@@ -22,7 +22,8 @@ from .unet import UNet
 from .unetpp import UNetPlusPlus
 
 # %% auto #0
-__all__ = ['MODELS', 'get_model', 'model_summary', 'summary_table', 'model_spec', 'model_from_checkpoint', 'check_channels']
+__all__ = ['MODELS', 'get_model', 'model_summary', 'summary_table', 'model_spec', 'build_model', 'model_from_checkpoint',
+           'check_channels']
 
 # %% ../../nbs/api/models/07_registry.ipynb #1e5db82b
 MODELS = {'unet': UNet, 'segnet': SegNet, 'unetpp': UNetPlusPlus, 'transunet': TransUNet}
@@ -77,6 +78,13 @@ def model_spec(cfg:RunConfig, in_channels:int) -> dict:
     if cfg.norm != 'batch': kw['norm'] = None if cfg.norm == 'none' else cfg.norm
     return dict(name=cfg.model.lower(), kwargs=kw)
 
+def build_model(spec, # A `{"name", "kwargs"}` spec for `get_model`, or a callable that returns a model
+               ) -> nn.Module:
+    "A new model from a registry spec (as checkpoints carry) or from a function."
+    if isinstance(spec, dict): return get_model(spec['name'], **spec.get('kwargs', {}))
+    if callable(spec): return spec()
+    raise TypeError(f"expected a {{'name', 'kwargs'}} spec or a callable that builds a model, got {type(spec).__name__}")
+
 def model_from_checkpoint(checkpoint:dict|str|Path, # A checkpoint read by `load_checkpoint`, or its path
                           expect:str|None=None, # Fail unless the checkpoint's model is this registry name
                           model_fn=None, # Callable returning the model, or a `{"name", "kwargs"}` spec; default the checkpoint's `model_spec`
@@ -90,8 +98,7 @@ def model_from_checkpoint(checkpoint:dict|str|Path, # A checkpoint read by `load
                                   "or build the model yourself and call segcourse.checkpoint.load_weights")
     if expect is not None and isinstance(spec, dict) and expect.lower() != spec['name']:
         raise ValueError(f"the checkpoint holds a {spec['name']!r} model ({ckpt.get('model_class')}), not {expect!r}")
-    model = get_model(spec['name'], **spec.get('kwargs', {})) if isinstance(spec, dict) else spec()
-    return load_weights(model, ckpt).to(device or 'cpu').eval()
+    return load_weights(build_model(spec), ckpt).to(device or 'cpu').eval()
 
 def check_channels(model:nn.Module, x:torch.Tensor, # An item `C H W` the model is about to see
                    what:str, # What the item is, for the message

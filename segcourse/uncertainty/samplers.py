@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from ..core import check_option, seed_everything
-from ..models.registry import get_model, model_from_checkpoint
+from ..models.registry import build_model, model_from_checkpoint
 from ..inference.predict import autocast, to_probabilities
 from ..training.loop import fit
 
@@ -76,10 +76,6 @@ def _untransform(y, k):
 
 # %% ../../nbs/api/uncertainty/01_samplers.ipynb #3c53058f
 METHODS = ('mc_dropout', 'tta', 'ensemble', 'prob_unet')
-
-def _build(model_fn) -> nn.Module:
-    if isinstance(model_fn, dict): return get_model(model_fn['name'], **model_fn.get('kwargs', {}))
-    return model_fn()
 
 def _default_method(source) -> str:
     if isinstance(source, (list, tuple)): return 'ensemble'
@@ -282,7 +278,7 @@ def train_ensemble(model_fn, # Callable returning a new model, or a `{"name", "k
     config, models, paths = fit_kwargs.pop('config', None) or {}, [], []
     for i in range(members):
         seed_everything(seed + i)
-        model = _build(model_fn)
+        model = build_model(model_fn)
         folder = Path(out)/f'member{i}' if out is not None else None
         fit(model, _member_data(train_data, by, i, seed), val_data, seed=seed + i, out=folder,
             config=dict(config, ensemble_by=by, member=i), **fit_kwargs)
