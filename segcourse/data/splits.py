@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-from torch.utils.data import Subset
+from torch.utils.data import Dataset, Subset
 
 from ..core import check_option
 
