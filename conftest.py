@@ -34,6 +34,11 @@ if _cpuinfo.exists() and 'avx2' in _cpuinfo.read_text():  # never ask for instru
 import pytest
 
 ROOT = Path(__file__).parent
+# The real samples: the tests and the notebooks find them with segcourse.data.find_data under the data root. A course
+# machine keeps them in a shared folder beside the repository (or names it in SEGCOURSE_SHARED_DATA); where there is
+# none, the tests that need them skip with the reason.
+_shared = Path(os.environ.get('SEGCOURSE_SHARED_DATA') or ROOT.parent/'shared'/'data')
+if _shared.is_dir(): os.environ.setdefault('SEGCOURSE_DATA', str(_shared.resolve()))
 _cfg = ConfigParser(delimiters=['=']); _cfg.read(ROOT/'settings.ini')
 TEST_FLAGS = _cfg['DEFAULT'].get('tst_flags', '').split()
 _skip_re = re.compile(r'^\s*#\s*\|\s*(?:eval\s*:\s*false|(?:%s)\b)' % '|'.join(map(re.escape, TEST_FLAGS or ['notest'])), re.M)

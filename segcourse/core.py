@@ -11,7 +11,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['DEVICES', 'RUN_MODES', 'ANNOTATOR_CHOICES', 'seed_everything', 'get_device', 'check_option', 'under_tests',
-           'run_mode', 'by_mode', 'data_root', 'atomic_write', 'set_threads', 'reduce_annotations']
+           'run_mode', 'by_mode', 'budget_minutes', 'data_root', 'atomic_write', 'set_threads', 'reduce_annotations']
 
 # %% ../nbs/api/00_core.ipynb #8edae9d7
 def seed_everything(seed:int=42, # Seed for `random`, NumPy and torch
@@ -81,6 +81,17 @@ def by_mode(smoke, # Value in smoke mode
            ):
     "Pick the value for the current run mode: `by_mode(smoke=2, full=50)`."
     return smoke if run_mode(mode) == 'smoke' else full
+
+# %% ../nbs/api/00_core.ipynb #6ddf961a
+def budget_minutes(default:float|None=None, # The lesson's own budget, used when `SEGCOURSE_BUDGET` is not set
+                  ) -> float|None:
+    "Minutes of training that each full-mode experiment may take: env `SEGCOURSE_BUDGET`, else `default`."
+    text = os.environ.get('SEGCOURSE_BUDGET', '').strip()
+    if not text: return default
+    try: value = float(text)
+    except ValueError: raise ValueError(f"SEGCOURSE_BUDGET must be a number of minutes, got {text!r}") from None
+    if not 0 < value < float('inf'): raise ValueError(f"SEGCOURSE_BUDGET must be a positive number of minutes, got {text!r}")
+    return value
 
 # %% ../nbs/api/00_core.ipynb #7a8df4a6
 def data_root(path:str|os.PathLike|None=None, # Explicit folder; default env `SEGCOURSE_DATA` or ~/.cache/segcourse

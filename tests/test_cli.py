@@ -39,7 +39,7 @@ def test_quick_demo_writes_report_and_figures(tmp_path):
     assert r.returncode == 0, r.stderr
     assert 'all-background baseline' in r.stdout
     rep = json.loads((tmp_path/'out'/'report.json').read_text())
-    assert [row['threshold'] for row in rep['table']] == [0.1, 0.3, 0.5, 0.7, 0.9]
+    assert [row['threshold'] for row in rep['table']] == ['all-background', 0.1, 0.3, 0.5, 0.7, 0.9]
     assert {'accuracy', 'sensitivity', 'specificity', 'iou', 'dice'} <= set(rep['table'][0])
     assert (tmp_path/'out'/'training_curve.png').stat().st_size > 1000
     assert (tmp_path/'out'/'predictions.png').stat().st_size > 1000

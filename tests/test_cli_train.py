@@ -5,13 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_paths import needs, sample
 import torch
 from PIL import Image
 
 ROOT = Path(__file__).parents[1]
-SHARED = Path(os.environ.get('SEGCOURSE_SHARED_DATA') or ROOT.parent/'shared'/'data')
-LGG_SAMPLE = SHARED/'lgg-sample'/'kaggle_3m'
-needs_lgg = pytest.mark.skipif(not LGG_SAMPLE.is_dir(), reason=f'LGG sample not found (set SEGCOURSE_SHARED_DATA; looked in {SHARED})')
+LGG_SAMPLE = sample('lgg-sample') or Path('lgg-sample-not-found')
+needs_lgg = needs('lgg-sample')
 
 from cli_helpers import run_command, run_in_process as run
 
@@ -57,7 +57,7 @@ def test_evaluate_prints_table_and_cases(phantom_run, tmp_path):
     r = ok(run('evaluate', '--checkpoint', out/'best.pt', '--out', tmp_path))
     assert 'threshold' in r.stdout and 'Dice per case' in r.stdout
     ev = json.loads((tmp_path/'evaluation.json').read_text())
-    assert ev['split'] == 'val' and [row['threshold'] for row in ev['table']] == [0.1, 0.3, 0.5, 0.7, 0.9]
+    assert ev['split'] == 'val' and [row['threshold'] for row in ev['table']] == ['all-background', 0.1, 0.3, 0.5, 0.7, 0.9]
     assert len(ev['per_case']) >= 1 and 0 <= ev['case_dice_mean'] <= 1
 
 def test_predict_writes_masks_and_probabilities(phantom_run, tmp_path):

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_paths import needs, sample
 import torch
 from PIL import Image
 
@@ -14,12 +15,9 @@ from segcourse.data import (
 torch.set_num_threads(1)
 
 
-def shared_data() -> Path:
-    env = os.environ.get('SEGCOURSE_SHARED_DATA')
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent/'shared'/'data'
 
-LGG_SAMPLE = shared_data()/'lgg-sample'/'kaggle_3m'
-needs_sample = pytest.mark.skipif(not LGG_SAMPLE.is_dir(), reason=f"real LGG sample not found (set SEGCOURSE_SHARED_DATA; looked in {LGG_SAMPLE})")
+LGG_SAMPLE = sample('lgg-sample')
+needs_sample = needs('lgg-sample')
 
 
 @pytest.fixture
@@ -251,9 +249,9 @@ def test_item_info_reads_masks_only_and_matches_items(tiny):
     assert LGGDataset(root).item_info(2)['foreground_fraction'] == 3 / 64
 
 
-LGG_DEV = shared_data()/'lgg-dev'/'kaggle_3m'
+LGG_DEV = sample('lgg-dev')
 
-@pytest.mark.skipif(not LGG_DEV.is_dir(), reason=f"LGG development set not found (looked in {LGG_DEV})")
+@needs('lgg-dev')
 def test_dev_set_figures_and_stratified_split():
     ds = LGGDataset(LGG_DEV)
     assert (len(ds.cases), len(ds)) == (39, 1303)

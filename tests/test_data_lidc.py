@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_paths import needs, sample
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
@@ -15,13 +16,9 @@ from segcourse.data import FileProblem, check_no_leakage, split_by_case, split_c
 torch.set_num_threads(1)
 
 
-def shared_data() -> Path:
-    env = os.environ.get('SEGCOURSE_SHARED_DATA')
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent/'shared'/'data'
 
-LIDC = shared_data()/'lidc-sample'
-needs_sample = pytest.mark.skipif(not (LIDC/'lidc_subset.npz').is_file(),
-                                  reason=f"real LIDC sample not found (set SEGCOURSE_SHARED_DATA; looked in {LIDC})")
+LIDC = sample('lidc-sample').parent if sample('lidc-sample') else Path('lidc-sample-not-found')
+needs_sample = needs('lidc-sample')
 
 
 @pytest.fixture

@@ -12,10 +12,11 @@ VAL = PhantomDataset(n=8, seed=1, size=32, slices_per_case=4, fg_fraction=0.05)
 def test_grid_of_losses_optimizers_and_models():
     g = run_grid(TRAIN, VAL, losses=('dice', 'bce'), optimizers=('adam', 'sgd'), models=('unet', 'segnet'), epochs=1,
                  model_kwargs={'unet': {'features': (4, 8)}, 'segnet': {'features': (4, 8)}}, batch_size=8)
-    assert len(g.rows) == 8 and len(g.histories) == 8
-    assert [(r['model'], r['loss'], r['optimizer']) for r in g.rows][:3] == [('unet', 'dice', 'adam'), ('unet', 'dice', 'sgd'), ('unet', 'bce', 'adam')]
-    assert {r['lr'] for r in g.rows} == {3e-3, 3e-2}
-    for r in g.rows:
+    assert len(g.rows) == 9 and len(g.histories) == 8
+    assert [(r['model'], r['loss'], r['optimizer']) for r in g.rows][:4] == [('all-background', '-', '-'), ('unet', 'dice', 'adam'), ('unet', 'dice', 'sgd'), ('unet', 'bce', 'adam')]
+    assert {r['lr'] for r in g.rows[1:]} == {3e-3, 3e-2}
+    assert g.rows[0]['best_dice'] == 0 and len(run_grid(TRAIN, VAL, optimizers=('adam',), epochs=1, model_kwargs={'features': (4, 8)}, batch_size=8, baseline=False).rows) == 1
+    for r in g.rows[1:]:
         assert r['epochs'] == r['best_epoch'] == r['converged_epoch'] == 1
         assert 0 <= r['best_dice_case_mean'] <= 1 and r['seconds'] > 0
     assert 'unet/bce/sgd' in g.histories

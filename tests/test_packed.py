@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_paths import needs, sample
 import torch
 
 from segcourse.data import LGGDataset, write_lgg_case, PackedDataset, pack_dataset, FileProblem, load_splits, parse_data
@@ -14,8 +15,7 @@ from segcourse.config import RunConfig
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).parents[1]
-SHARED = Path(os.environ.get('SEGCOURSE_SHARED_DATA') or ROOT.parent/'shared'/'data')
-LGG_SAMPLE = SHARED/'lgg-sample'/'kaggle_3m'
+LGG_SAMPLE = sample('lgg-sample') or Path('lgg-sample-not-found')
 
 @pytest.fixture(scope='module')
 def lgg_folder(tmp_path_factory):
@@ -74,7 +74,7 @@ def test_segcourse_train_on_a_packed_file(lgg_folder, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path/'run'/'last.pt').is_file()
 
-@pytest.mark.skipif(not LGG_SAMPLE.is_dir(), reason=f'LGG sample not found (set SEGCOURSE_SHARED_DATA; looked in {LGG_SAMPLE})')
+@needs('lgg-sample')
 def test_real_lgg_sample_packs_losslessly(tmp_path):
     ds = LGGDataset(LGG_SAMPLE)
     packed = PackedDataset(pack_dataset(ds, tmp_path/'sample.npz'))

@@ -81,14 +81,22 @@ def test_iterable_of_batches_and_table():
     a, b = sweep_thresholds(batches), sweep_thresholds(p, t)
     np.testing.assert_allclose(a.micro['dice'], b.micro['dice'])
     tab = threshold_table(p, t)
-    assert [r['threshold'] for r in tab.rows] == [0.1, 0.3, 0.5, 0.7, 0.9]
-    for r in tab.rows:
+    assert [r['threshold'] for r in tab.rows] == ['all-background', 0.1, 0.3, 0.5, 0.7, 0.9]
+    base = tab.rows[0]  # predicting no lesion anywhere
+    assert base['accuracy'] == pytest.approx(1 - float(t.float().mean())) and base['sensitivity'] == base['dice'] == base['iou'] == 0
+    assert base['specificity'] == 1
+    for r in tab.rows[1:]:
         assert r['iou'] == pytest.approx(float(M.iou(p.flatten(), t.flatten(), threshold=r['threshold'])))
         assert r['accuracy'] == pytest.approx(float(M.accuracy(p.flatten(), t.flatten(), threshold=r['threshold'])))
     mean_tab = threshold_table(p, t, average='mean')
-    assert mean_tab.rows[2]['dice'] == pytest.approx(float(M.dice(p, t, threshold=0.5).mean()))
+    assert mean_tab.rows[3]['dice'] == pytest.approx(float(M.dice(p, t, threshold=0.5).mean()))
+    assert mean_tab.rows[0]['dice'] == pytest.approx(float(M.dice(p * 0, t, threshold=0.5).mean()))  # empty images score 1 under 'match'
     split = threshold_table({'train': (p[:2], t[:2]), 'val': (p[2:4], t[2:4]), 'test': (p[4:], t[4:])})
-    assert len(split) == 15 and split.columns[:2] == ['split', 'threshold']
+    assert len(split) == 18 and split.columns[:2] == ['split', 'threshold']
+    assert [r['split'] for r in split.rows if r['threshold'] == 'all-background'] == ['train', 'val', 'test']
+    assert len(threshold_table(p, t, baseline=False)) == 5
+    streamed = threshold_table(iter(batches))  # a stream of batches is read once for both the sweep and the baseline
+    assert [r['dice'] for r in streamed.rows] == pytest.approx([r['dice'] for r in tab.rows])
     assert '| split | threshold |' in split.to_markdown() and 'test' in repr(split)
     with pytest.raises(ValueError, match="average='pooled' is not valid"): threshold_table(p, t, average='pooled')
     with pytest.raises(ValueError, match="target is required"): sweep_thresholds(p)
@@ -190,7 +198,7 @@ def test_case_level_matches_accumulator():
             assert sw.at(thr, 'case')[m] == pytest.approx(acc.compute('case')[m])
             assert streamed.at(thr, 'case')[m] == pytest.approx(acc.compute('case')[m])
     tab = threshold_table(p, t, average='case', case_id=cases)
-    assert tab.rows[2]['dice'] == pytest.approx(sw.at(0.5, 'case')['dice'])
+    assert tab.rows[3]['dice'] == pytest.approx(sw.at(0.5, 'case')['dice'])
     thr = select_threshold(p, t, criterion='dice', average='case', case_id=cases)
     assert sw.at(thr, 'case')['dice'] == pytest.approx(np.nanmax(sw.case['dice']))
     with pytest.raises(ValueError, match="needs case ids"): sweep_thresholds(p, t).values('case')

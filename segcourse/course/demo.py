@@ -85,8 +85,8 @@ def format_report(report:dict) -> str:
     "The demo's threshold table and all-background baseline as text."
     rows = report['table']
     cols = ['threshold', 'accuracy', 'sensitivity', 'specificity', 'iou', 'dice']
-    lines = ['  '.join(f'{c:>11}' for c in cols)]
-    lines += ['  '.join(f'{r[c]:>11.4f}' if c != 'threshold' else f'{r[c]:>11.1f}' for c in cols) for r in rows]
+    lines = ['  '.join(f'{c:>14}' if c == 'threshold' else f'{c:>11}' for c in cols)]
+    lines += ['  '.join((f'{r[c]:>14}' if isinstance(r[c], str) else f'{r[c]:>14.1f}') if c == 'threshold' else f'{r[c]:>11.4f}' for c in cols) for r in rows]
     t = report['test']
     lines += ['', f"all-background baseline: accuracy {t['all_background_accuracy']:.4f} with sensitivity 0 and Dice 0 "
                   f"({t['foreground_fraction']:.2%} of test pixels are lesion)"]

@@ -8,14 +8,17 @@ import itertools, time
 from dataclasses import dataclass, field
 
 import torch
+from torch.utils.data import DataLoader
 
 from ..core import seed_everything
+from ..data.splits import dataset_case_ids
 from ..models.registry import MODELS, get_model
+from ..metrics.accumulate import MetricAccumulator
 from ..metrics.selection import MetricTable
 from ..training.loop import fit
 
 # %% auto #0
-__all__ = ['DEFAULT_LR', 'summarize_run', 'GridResult', 'run_grid', 'plot_grid']
+__all__ = ['DEFAULT_LR', 'summarize_run', 'GridResult', 'baseline_row', 'run_grid', 'plot_grid']
 
 # %% ../../nbs/api/course/03_experiments.ipynb #28a5d5ad
 def summarize_run(history:list[dict], # One dict per epoch, from `fit(..., detailed=True)`
@@ -56,19 +59,32 @@ def _kwargs_for(model:str, model_kwargs:dict|None) -> dict:
     if not model_kwargs: return {}
     return model_kwargs.get(model, {}) if all(k in MODELS for k in model_kwargs) else model_kwargs
 
+def baseline_row(val_data, # The validation data set of a grid
+                ) -> dict:
+    "The row of a grid for predicting background everywhere: Dice per case (empty cases score 1) and pooled Dice of no prediction."
+    acc, ids, n = MetricAccumulator(('dice',), threshold=0.5), dataset_case_ids(val_data), 0
+    for _, y in DataLoader(val_data, batch_size=32):
+        acc.update(torch.zeros_like(y), y > 0.5, ids[n:n + len(y)]); n += len(y)
+    per_case = acc.compute('case', 'none')['dice']
+    dash = dict.fromkeys(('lr', 'epochs', 'best_epoch', 'converged_epoch', 'seconds', 'seconds_per_epoch'), '-')
+    return dict(model='all-background', loss='-', optimizer='-', **dash, best_dice_case_mean=float(per_case.mean()),
+                best_dice_case_median=float(per_case.median()), best_dice=float(acc.compute('micro')['dice']))
+
 def run_grid(train_data, val_data, # Training and validation data sets
              losses=('dice_bce',), optimizers=('adam', 'sgd'), models=('unet',), # The factors
              epochs:int=5, lr:float|dict|None=None, # One rate, or one per optimizer; default `DEFAULT_LR`
              model_kwargs:dict|None=None, # Keyword arguments of every model (e.g. `features`), or `{name: kwargs}`
              converge:float=0.95, seed:int=0, progress:bool=False,
+             baseline:bool=True, # First a row for predicting background everywhere on the validation data
              **fit_kwargs, # More `fit` arguments, the same for every run
             ) -> GridResult:
-    "Train every loss x optimizer x model combination with `fit` and summarise each run."
+    "Train every loss x optimizer x model combination with `fit` and summarise each run, after the all-background baseline."
     lr = lr if isinstance(lr, dict) else ({o: lr for o in optimizers} if lr is not None else DEFAULT_LR)
     missing = [o for o in optimizers if o not in lr]
     if missing: raise ValueError(f"lr has no rate for optimizer(s) {missing}; give lr={{'name': rate}} for each of {list(optimizers)}")
     in_channels = int(train_data[0][0].shape[0])
     result = GridResult()
+    if baseline and val_data is not None: result.rows.append(baseline_row(val_data))
     for model_name, loss, opt in itertools.product(models, losses, optimizers):
         kw = _kwargs_for(model_name, model_kwargs)
         seed_everything(seed)

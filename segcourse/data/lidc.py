@@ -17,7 +17,7 @@ from .readers import FileProblem, ON_ERROR, as_binary_mask, check_same_size, rea
 
 # %% auto #0
 __all__ = ['LIDC_KEYS', 'check_lidc_arrays', 'load_lidc_pickle', 'save_lidc_npz', 'lidc_pickle_to_npz', 'load_lidc_npz',
-           'write_lidc_pngs', 'load_lidc_pngs', 'LIDCDataset']
+           'holds_lidc', 'write_lidc_pngs', 'load_lidc_pngs', 'LIDCDataset']
 
 # %% ../../nbs/api/data/04_lidc.ipynb #6e9eb76c
 LIDC_KEYS = ('images', 'masks', 'series_uid', 'keys')
@@ -83,6 +83,12 @@ def load_lidc_npz(path:str|os.PathLike) -> dict:
         with np.load(path, allow_pickle=False) as z: d = {k: z[k] for k in z.files}
     except Exception as e: raise FileProblem(path, f"cannot read the .npz ({type(e).__name__}: {e})") from e
     return check_lidc_arrays(d, path)
+
+def holds_lidc(path:Path) -> bool:
+    "Whether an `.npz` holds LIDC arrays (images, the annotators' masks and series ids), as `save_lidc_npz` writes them."
+    try:
+        with np.load(path, allow_pickle=False) as f: return 'series_uid' in f.files
+    except Exception: return False  # not readable: let the packed reader say what is wrong
 
 # %% ../../nbs/api/data/04_lidc.ipynb #e1e45d59
 _GT = re.compile(r'^(?P<name>.+)_l(?P<k>\d+)$')

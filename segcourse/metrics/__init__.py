@@ -18,5 +18,6 @@ from .calibration import *
 from .uncertainty import *
 from .conformal import *
 from .registry import *
+from .table_check import *
 
-__all__ = [name for module in ('confusion', 'overlap', 'distance', 'accumulate', 'lesions', 'thresholds', 'selection', 'calibration', 'uncertainty', 'conformal', 'registry') for name in importlib.import_module(f'segcourse.metrics.{module}').__all__]
+__all__ = [name for module in ('confusion', 'overlap', 'distance', 'accumulate', 'lesions', 'thresholds', 'selection', 'calibration', 'uncertainty', 'conformal', 'registry', 'table_check') for name in importlib.import_module(f'segcourse.metrics.{module}').__all__]

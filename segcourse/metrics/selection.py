@@ -12,7 +12,7 @@ import torch
 from ..core import check_option
 from .confusion import Confusion, check_empty
 from .overlap import from_counts
-from .thresholds import AVERAGES, SWEEP_METRICS, Sweep, sweep_thresholds, threshold_grid
+from .thresholds import AVERAGES, SWEEP_METRICS, Sweep, ThresholdSweep, batches, sweep_thresholds, threshold_grid
 
 # %% auto #0
 __all__ = ['TABLE_METRICS', 'CRITERIA', 'MetricTable', 'threshold_table', 'ChosenThreshold', 'select_threshold',
@@ -49,18 +49,23 @@ def threshold_table(probs, # Probabilities B 1 H W [D]; an iterable of `(probs, 
                     average:str='micro', # "micro" (pixels pooled over the data set) or "mean" (per-image mean)
                     empty='match', # Empty-mask policy for per-image values
                     case_id=None, # Case of each item, for `average="case"` (in a dict: a third tuple element)
+                    baseline:bool=True, # First a row for predicting background everywhere (threshold "all-background")
                    ) -> MetricTable:
-    "Metrics at a few thresholds, one row per threshold (and per split)."
+    "Metrics at a few thresholds, one row per threshold (and per split), after the all-background baseline."
     check_option('average', average, AVERAGES)
     splits = probs if isinstance(probs, dict) else {None: (probs, target, case_id)}
     rows = []
     for name, data in splits.items():
-        sw = sweep_thresholds(*data[:2], thresholds, metrics, empty, case_id=data[2] if len(data) > 2 else None)
-        for k, thr in enumerate(sw.thresholds):
-            row = {} if name is None else {'split': name}
-            row['threshold'] = float(thr)
-            row.update({m: float(sw.values(average)[m][k]) for m in metrics})
-            rows.append(row)
+        sweep, nothing = ThresholdSweep(thresholds, metrics, empty), ThresholdSweep((0.5,), metrics, empty)
+        for p, t, *c in batches(data[0], data[1], data[2] if len(data) > 2 else None):  # one pass, also over a stream of batches
+            sweep.update(p, t, *c)
+            if baseline: nothing.update(p * 0, t, *c)
+        for label, sw in ([('all-background', nothing.compute())] if baseline else []) + [(None, sweep.compute())]:
+            for k, thr in enumerate(sw.thresholds):
+                row = {} if name is None else {'split': name}
+                row['threshold'] = label or float(thr)
+                row.update({m: float(sw.values(average)[m][k]) for m in metrics})
+                rows.append(row)
     return MetricTable(rows)
 
 # %% ../../nbs/api/metrics/07_selection.ipynb #f52d1703
@@ -97,7 +102,7 @@ def _criterion_values(sw:Sweep, criterion, average, min_sensitivity, fn_cost, fp
 
 def select_threshold(probs, # Probabilities B 1 H W [D], an iterable of `(probs, target)` batches, or a `Sweep`
                      target=None, # Binary target (not with an iterable or a `Sweep`)
-                     criterion:str='youden', # One of `CRITERIA`
+                     criterion:str='dice', # One of `CRITERIA`; Dice (F1) suits segmentation, G-mean and Youden's J do not (see below)
                      thresholds=101, # Grid size on [0, 1], or the thresholds
                      average:str='micro', # Criterion on pooled pixels ("micro") or the per-image mean ("mean")
                      min_sensitivity:float|None=None, # For `criterion="sensitivity_at"`

@@ -16,7 +16,7 @@ from .overlap import from_counts
 
 # %% auto #0
 __all__ = ['SWEEP_METRICS', 'AVERAGES', 'threshold_grid', 'sweep_counts', 'Sweep', 'ThresholdSweep', 'sweep_thresholds',
-           'roc_curve', 'pr_curve']
+           'batches', 'roc_curve', 'pr_curve']
 
 # %% ../../nbs/api/metrics/06_thresholds.ipynb #f56ea971
 def threshold_grid(thresholds=101, # Number of evenly spaced points on [0, 1], or the thresholds themselves
@@ -208,10 +208,11 @@ def sweep_thresholds(probs, # Probabilities, B 1 H W [D]; or an iterable of `(pr
                     ) -> Sweep:
     "Metrics at every threshold of a grid, micro and per-image mean (and per-case mean), in one pass."
     sweep = ThresholdSweep(thresholds, metrics, empty)
-    for batch in _batches(probs, target, case_id): sweep.update(*batch)
+    for batch in batches(probs, target, case_id): sweep.update(*batch)
     return sweep.compute()
 
-def _batches(probs, target, case_id=None):
+def batches(probs, target, case_id=None):
+    "`(probs, target, case_id)` batches of array input, or the iterable of batches itself."
     if target is not None: return [(probs, target, case_id)]
     if isinstance(probs, (torch.Tensor, np.ndarray)): raise ValueError("target is required when probs is an array")
     return probs
