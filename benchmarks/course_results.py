@@ -1,0 +1,50 @@
+"""Measure the real-data studies of the lessons at a laptop budget and store them in segcourse/course/measured/.
+
+    OMP_NUM_THREADS=2 SEGCOURSE_THREADS=2 python benchmarks/course_results.py --data-root PATH [--study NAME ...] [--seeds 0 1]
+
+`--data-root` is a folder that `segcourse.data.find_data` reads (`lgg-dev/kaggle_3m`, `lidc-sample/lidc_subset.npz`,
+...); LGG is packed once at 256x256 into a temporary `.npz` (decoding TIFFs every epoch would cost more than the
+training). Each study trains every run within its budget (minutes per run, `fit_to_time`) and evaluates `last.pt`
+on the held-out patients. The budgets make each lesson's full mode 10 to 30 minutes on two CPU cores.
+Run it on an otherwise idle machine: the load is stored with the results.
+"""
+import argparse, contextlib, io, tempfile, time
+from pathlib import Path
+
+from segcourse.config import RunConfig
+from segcourse.core import set_threads
+from segcourse.data.registry import load_dataset
+from segcourse.data.packed import pack_dataset
+from segcourse.data.sources import find_data
+from segcourse.course.studies import STUDIES, format_study, run_study, save_study
+
+BUDGETS = {'models-lidc': 4.0, 'pos-weight-lidc': 4.0, 'models-lgg': 7.0, 'losses-optimizers-lgg': 3.0}  # minutes per run
+SOURCES = {'lgg': 'lgg-dev', 'lidc': 'lidc-sample'}
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--data-root', required=True)
+    ap.add_argument('--study', nargs='+', default=list(BUDGETS), choices=list(BUDGETS))
+    ap.add_argument('--seeds', nargs='+', type=int, default=[0])
+    ap.add_argument('--budget', type=float, help='minutes per run for every study (default: each study its own)')
+    a = ap.parse_args()
+    print(f"torch threads {set_threads()}")
+    packed = {}
+    for name in a.study:
+        kind = STUDIES[name][0]
+        with contextlib.redirect_stdout(io.StringIO()): data = find_data(SOURCES[kind], a.data_root, required=True)
+        if kind == 'lgg':
+            if data not in packed:
+                out = Path(tempfile.mkdtemp())/'lgg-256.npz'
+                pack_dataset(load_dataset(RunConfig(data=data, size=256)), out, progress=False)
+                packed[data] = f'packed:{out}'
+            run_data = packed[data]
+        else: run_data = data
+        start = time.perf_counter()
+        study = run_study(name, run_data, budget=a.budget or BUDGETS[name], seeds=tuple(a.seeds))
+        study['data'] = data  # the data set, not the temporary pack
+        path = save_study(study, note=f"{SOURCES[kind]}; {len(a.seeds)} seed(s); {(time.perf_counter() - start) / 60:.0f} minutes in all")
+        print(format_study(study)); print(f"wrote {path}\n", flush=True)
+
+if __name__ == '__main__':
+    main()
