@@ -14,8 +14,9 @@ from torch import nn
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FORMAT', 'atomic_save', 'atomic_write_text', 'rng_states', 'set_rng_states', 'unwrap', 'save_checkpoint',
-           'load_checkpoint', 'load_checkpoints', 'load_weights', 'save_history', 'load_history', 'atomic_write']
+__all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_KEYS', 'atomic_save', 'atomic_write_text', 'rng_states', 'set_rng_states', 'unwrap',
+           'save_checkpoint', 'load_checkpoint', 'load_checkpoints', 'load_weights', 'save_history', 'load_history',
+           'atomic_write']
 
 # %% ../nbs/api/02_checkpoint.ipynb #f1b3c408
 _all_ = ['atomic_write']  # re-exported from segcourse.core
@@ -59,8 +60,9 @@ def set_rng_states(states:dict, # As returned by `rng_states`
 CHECKPOINT_FORMAT = 'segcourse-checkpoint-1'
 
 def unwrap(model:nn.Module) -> nn.Module:
-    "The model inside a `DistributedDataParallel` (or `DataParallel`) wrapper, else `model`."
-    return getattr(model, 'module', model)
+    "The model inside a `DistributedDataParallel` (or `DataParallel`) wrapper and a `torch.compile` wrapper, else `model`."
+    model = getattr(model, 'module', model)
+    return getattr(model, '_orig_mod', model)  # torch.compile: the state dict of the plain model, without `_orig_mod.` in its keys
 
 def _state(obj): return obj.state_dict() if obj is not None else None
 
@@ -80,18 +82,23 @@ def save_checkpoint(path:str|os.PathLike, model:nn.Module, # Where to write; the
     return atomic_save(ckpt, path)
 
 # %% ../nbs/api/02_checkpoint.ipynb #a2cd42a7
+CHECKPOINT_KEYS = ('model', 'epoch', 'history')  # what every reader of a checkpoint relies on
+
 def load_checkpoint(path:str|os.PathLike, # A file written by `save_checkpoint`
                     map_location='cpu', # Where tensors go
                    ) -> dict:
     "Read a checkpoint with `weights_only=True`."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"checkpoint {path}: no such file")
+    if path.stat().st_size == 0: raise ValueError(f"checkpoint {path} is empty (0 bytes): it was never written, or the disk was full")
     try: ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise ValueError(f"checkpoint {path} could not be read safely (weights_only=True): "
-                         f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        first = (str(e).splitlines() or [''])[0][:200]
+        raise ValueError(f"checkpoint {path} could not be read safely (weights_only=True): {type(e).__name__}: {first}") from None
     if not isinstance(ckpt, dict) or ckpt.get('format') != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a segcourse checkpoint (no format={CHECKPOINT_FORMAT!r} entry)")
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
+    if missing: raise ValueError(f"checkpoint {path} lacks {missing}: it is damaged or was not written by save_checkpoint")
     return ckpt
 
 def load_checkpoints(checkpoint, # A path, or a list of paths
@@ -108,8 +115,9 @@ def load_weights(model:nn.Module, # The model to fill (or its DDP wrapper)
                  ckpt:dict, # A checkpoint from `load_checkpoint`
                 ) -> nn.Module:
     "Load the checkpoint's weights into `model`, with a clear error if they belong to another model."
-    target = unwrap(model)
-    try: target.load_state_dict(ckpt['model'])
+    target, state = unwrap(model), ckpt['model']
+    if any(k.startswith('_orig_mod.') for k in state): state = {k.removeprefix('_orig_mod.'): v for k, v in state.items()}  # saved from a compiled model
+    try: target.load_state_dict(state)
     except RuntimeError as e:
         spec = ckpt.get('model_spec') or {}
         raise ValueError(f"the checkpoint holds weights of a {ckpt.get('model_class')} {spec.get('kwargs', '')} that do not fit "

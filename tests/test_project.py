@@ -124,3 +124,44 @@ def test_figures_have_captions(nb):
                and any('image/png' in o.get('data', {}) for o in c.get('outputs', []))
                and not ''.join(c['source']).startswith('#| fig-cap:')]
     assert not missing, f'{nb.name}: figure cells without a "#| fig-cap:" first line: {missing}'
+
+@pytest.mark.parametrize('nb', lessons(), ids=lambda p: p.name)
+def test_lesson_installs_the_version_it_was_written_for(nb):
+    "On Colab the first cell installs segcourse: the version in settings.ini, not whatever is newest."
+    code = [''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code']
+    pins = re.findall(r'%pip install -q "segcourse==([^"]+)"', '\n'.join(code[:3]))
+    assert pins == [_settings()['version']], f'{nb.name}: the install cell must pin segcourse=={_settings()["version"]}, found {pins}'
+
+def test_readme_links_are_absolute():
+    "README.md is the front page on GitHub and PyPI: a relative link to a notebook is broken there."
+    text = (ROOT/'README.md').read_text()
+    relative = re.findall(r'\]\((?!https?://|#)([^)]+)\)', text)
+    assert not relative, f'README.md has relative links: {relative}'
+
+def test_runtime_requirements_are_what_the_library_imports():
+    "Every top-level package the library imports is a requirement or an optional extra, and no requirement goes unused."
+    import ast
+    cfg = _settings()
+    declared = {re.split(r'[<>=!\[ ]', r)[0].lower().replace('-', '_') for r in cfg['requirements'].split()}
+    extras = {re.split(r'[<>=!\[ ]', r)[0].lower().replace('-', '_') for k, v in cfg.items() if k.startswith('extra_') for r in v.split()}
+    aliases = {'pil': 'pillow', 'sklearn': 'scikit_learn'}
+    stdlib, used = set(sys.stdlib_module_names), set()
+    for py in (ROOT/'segcourse').rglob('*.py'):
+        for n in ast.walk(ast.parse(py.read_text())):
+            names = [a.name for a in n.names] if isinstance(n, ast.Import) else [n.module] if isinstance(n, ast.ImportFrom) and not n.level and n.module else []
+            used |= {aliases.get(m.split('.')[0].lower(), m.split('.')[0].lower()) for m in names}
+    used -= stdlib | {'segcourse', '__future__'}
+    assert used - declared - extras == set(), f'imported but not declared: {sorted(used - declared - extras)}'
+    assert declared - used == set(), f'declared but not imported by the library: {sorted(declared - used)}'
+
+@pytest.mark.parametrize('extra, package, call', [
+    ('kaggle', 'kagglehub', lambda tmp: __import__('segcourse.data.lgg', fromlist=['download_lgg']).download_lgg(tmp)),
+    ('tensorboard', 'torch.utils.tensorboard', lambda tmp: __import__('segcourse.training.loop', fromlist=['fit']).fit(
+        __import__('segcourse.models', fromlist=['UNet']).UNet(features=(4, 8)), __import__('segcourse.data', fromlist=['PhantomDataset']).PhantomDataset(n=4, size=32),
+        epochs=1, batch_size=4, progress=False, tensorboard=True, out=tmp)),
+    ('nifti', 'nibabel', lambda tmp: __import__('segcourse.data.nifti', fromlist=['read_volume']).read_volume(tmp/'case.nii.gz')),
+])
+def test_a_missing_extra_names_itself(extra, package, call, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, package, None)  # as if it were not installed
+    if extra == 'kaggle': monkeypatch.setitem(sys.modules, 'kaggle', None)
+    with pytest.raises(RuntimeError, match=re.escape(f'segcourse[{extra}]')): call(tmp_path)

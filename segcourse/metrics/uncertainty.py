@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import NamedTuple
 import numpy as np
 import torch
+from scipy.integrate import trapezoid  # numpy.trapezoid needs NumPy 2
 import matplotlib.pyplot as plt
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import spearmanr
@@ -196,7 +197,7 @@ def referral_auc(fractions, # Shares referred, increasing
     ok = np.isfinite(d)
     if ok.sum() < 2: return float('nan')
     f, d = f[ok], d[ok]
-    return float(np.trapezoid(d, f) / (f[-1] - f[0]))
+    return float(trapezoid(d, f) / (f[-1] - f[0]))
 
 # %% ../../nbs/api/metrics/09_uncertainty.ipynb #33d5e3a9
 def _dice(pred, target, keep=None) -> torch.Tensor:
