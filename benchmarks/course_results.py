@@ -18,7 +18,8 @@ from segcourse.data.packed import pack_dataset
 from segcourse.data.sources import find_data
 from segcourse.course.studies import STUDIES, format_study, run_study, save_study
 
-BUDGETS = {'models-lidc': 4.0, 'pos-weight-lidc': 4.0, 'models-lgg': 7.0, 'losses-optimizers-lgg': 3.0}  # minutes per run
+BUDGETS = {'models-lidc': 4.0, 'pos-weight-lidc': 4.0, 'models-lgg': 7.0, 'losses-optimizers-lgg': 3.0,  # minutes per run
+           'thresholds-lgg': 10.0, 'ensemble-lidc': 3.0, 'skips-noise-lgg': 8.0}
 SOURCES = {'lgg': 'lgg-dev', 'lidc': 'lidc-sample'}
 
 def main():

@@ -12,5 +12,6 @@ from .demo import *
 from .experiments import *
 from .widgets import *
 from .checks import *
+from .studies import *
 
-__all__ = [name for module in ('viz', 'demo', 'experiments', 'widgets', 'checks') for name in importlib.import_module(f'segcourse.course.{module}').__all__]
+__all__ = [name for module in ('viz', 'demo', 'experiments', 'widgets', 'checks', 'studies') for name in importlib.import_module(f'segcourse.course.{module}').__all__]

@@ -9,18 +9,23 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import segcourse
 from ..core import check_option
 from ..config import RunConfig
-from ..data.registry import load_splits
+from ..data.registry import load_dataset, load_splits
 from ..data.splits import dataset_case_ids
-from ..metrics.selection import MetricTable
+from ..models.registry import model_from_checkpoint
+from ..metrics.selection import MetricTable, score_threshold, select_threshold, threshold_table
+from ..inference.predict import predict
 from ..training.runs import train_run
 from ..evaluation.evaluate import evaluate_checkpoint
+from ..robustness.corruptions import robustness_sweep
 
 # %% auto #0
-__all__ = ['STUDIES', 'MEASURED', 'run_study', 'save_study', 'measured', 'format_study']
+__all__ = ['STUDIES', 'EVALUATIONS', 'MEASURED', 'record', 'run_study', 'imbalance_study', 'save_study', 'measured',
+           'format_study']
 
 # %% ../../nbs/api/course/06_studies.ipynb #8f2b88b6
 def _lgg(data:str, **kw) -> RunConfig:
@@ -42,6 +47,12 @@ STUDIES = {
     'losses-optimizers-lgg': ('lgg', "Dice, BCE, log-cosh Dice and shape-aware losses, each with Adam and SGD, on LGG",
                               lambda d: {f'{loss} / {opt}': _lgg(d, loss=loss, optimizer=opt, lr=1e-3 if opt == 'adam' else 1e-2)
                                          for loss in ('dice', 'bce', 'log_cosh_dice', 'shape_aware') for opt in ('adam', 'sgd')}),
+    'thresholds-lgg': ('lgg', "thresholds chosen by Dice, G-mean and Youden's J on half of the held-out LGG patients, applied to the other half",
+                       lambda d: {'U-Net': _lgg(d)}, 'thresholds'),
+    'ensemble-lidc': ('lidc', "an ensemble of four U-Nets, one per reader, against one U-Net on LIDC crops (target: the readers' majority)",
+                      lambda d: {**{f'reader {k}': _lidc(d, annotator=k) for k in range(4)}, 'single U-Net': _lidc(d, annotator='random')}, 'ensemble'),
+    'skips-noise-lgg': ('lgg', "U-Net with and without skip connections under Gaussian noise on held-out LGG patients",
+                        lambda d: {'U-Net': _lgg(d), 'U-Net, no skips': _lgg(d, model_options={'skips': False})}, 'noise'),
 }
 
 # %% ../../nbs/api/course/06_studies.ipynb #1d5af4cd
@@ -63,6 +74,93 @@ def _baseline(cfg:RunConfig, ev:dict) -> dict:
     return dict(run='all-background', dice_case_mean=float(per_case.mean()), dice_case_median=float(np.median(per_case)), dice=base['dice'],
                 sensitivity=base['sensitivity'], precision=base['precision'], minutes=0.0, epochs=0, cases=len(per_case))
 
+def record(name:str, # What the table is, e.g. a study's name
+           rows:list, # Its rows (dicts)
+          ) -> None:
+    "Append a result table to the file named by `SEGCOURSE_RESULTS` (JSON lines), if set: how CI checks that full mode produced it."
+    path = os.environ.get('SEGCOURSE_RESULTS')
+    if path:
+        with open(path, 'a') as f: f.write(json.dumps(dict(name=name, rows=rows)) + '\n')
+
+def _train(cfg:RunConfig, folder:Path, budget, progress) -> tuple:
+    "Train `cfg` into `folder` within `budget` minutes (or its own epochs); `(history, minutes)`."
+    if budget is not None: cfg = replace(cfg, time_limit=budget, fit_to_time=True, epochs=max(cfg.epochs, 1000))
+    start = time.perf_counter()
+    history = train_run(cfg, folder, progress=progress)['history']
+    return history, (time.perf_counter() - start) / 60
+
+def _compare(runs:dict, out:Path, budget, seeds, progress) -> tuple:
+    "Each run per seed, evaluated on its held-out patients: rows (mean over seeds) and the per-seed rows."
+    rows, per_seed = [], []
+    for label, cfg in runs.items():
+        for seed in seeds:
+            run, folder = replace(cfg, seed=seed, split_seed=seeds[0]), out/f'{_slug(label)}-seed{seed}'
+            history, minutes = _train(run, folder, budget, progress)
+            ev = evaluate_checkpoint(folder/'last.pt')
+            per_seed.append(dict(run=label, seed=seed, **_row(ev), epochs=len(history), minutes=minutes))
+            if not rows: rows.append(_baseline(run, ev))
+        mine = [r for r in per_seed if r['run'] == label]
+        row = dict(run=label, **{k: float(np.mean([r[k] for r in mine])) for k in ('dice_case_mean', 'dice_case_median', 'dice', 'sensitivity', 'precision', 'minutes')},
+                   epochs=round(float(np.mean([r['epochs'] for r in mine]))), cases=rows[0]['cases'])
+        if len(seeds) > 1: row['sd_dice_case_mean'] = float(np.std([r['dice_case_mean'] for r in mine]))
+        rows.append(row)
+    return rows, per_seed
+
+def _probabilities(folder:Path, cfg:RunConfig) -> tuple:
+    "The held-out items of `cfg`, their case ids, targets and the probabilities of the run in `folder`."
+    val = load_splits(cfg)['val']
+    probs = predict(model_from_checkpoint(folder/'last.pt'), val)
+    return val, dataset_case_ids(val), torch.stack([val[i][1] for i in range(len(val))]) > 0.5, probs
+
+def _thresholds(runs:dict, out:Path, budget, seeds, progress) -> tuple:
+    "One run per seed; thresholds chosen by each criterion on half of the held-out patients, scored on the other half."
+    rows, per_seed = [], []
+    (label, cfg), = runs.items()
+    for seed in seeds:
+        run, folder = replace(cfg, seed=seed, split_seed=seeds[0]), out/f'{_slug(label)}-seed{seed}'
+        history, minutes = _train(run, folder, budget, progress)
+        val, ids, truth, probs = _probabilities(folder, run)
+        cases = sorted(set(ids)); choose = {c for c in cases[::2]}
+        a = torch.tensor([c in choose for c in ids]); b = ~a
+        for criterion in ('dice', 'gmean', 'youden'):
+            t = select_threshold(probs[a], truth[a], criterion=criterion)
+            scores = score_threshold(t, probs[b], truth[b], metrics=('dice', 'iou', 'sensitivity', 'specificity', 'precision'))
+            per_seed.append(dict(run=f'chosen by {criterion}', seed=seed, threshold=float(t), **{k: float(v) for k, v in scores.items() if k != 'threshold'},
+                                 epochs=len(history), minutes=minutes, cases=f'{len(choose)} to choose, {len(cases) - len(choose)} to score'))
+    for crit in ('dice', 'gmean', 'youden'):
+        mine = [r for r in per_seed if r['run'] == f'chosen by {crit}']
+        rows.append({**mine[0], **{k: float(np.mean([r[k] for r in mine])) for k in ('threshold', 'dice', 'iou', 'sensitivity', 'specificity', 'precision', 'minutes')}})
+        rows[-1].pop('seed')
+    return rows, per_seed
+
+def _ensemble(runs:dict, out:Path, budget, seeds, progress) -> tuple:
+    "Each member and the single model trained once per seed; the members' mean probability against the single model, at five thresholds."
+    rows, per_seed, seed = [], [], seeds[0]
+    probs, target_cfg = {}, None
+    for label, cfg in runs.items():
+        run, folder = replace(cfg, seed=seed, split_seed=seed), out/f'{_slug(label)}-seed{seed}'
+        history, minutes = _train(run, folder, budget, progress)
+        target_cfg = replace(run, annotator='majority')
+        val, ids, truth, probs[label] = _probabilities(folder, target_cfg)  # scored against the readers' majority
+    members = torch.stack([p for k, p in probs.items() if k.startswith('reader')]).mean(0)
+    table = threshold_table({'ensemble of 4 readers': (members, truth), 'single U-Net': (probs['single U-Net'], truth)},
+                            metrics=('dice', 'sensitivity', 'precision'))
+    for r in table.rows: rows.append(dict(run=r['split'], threshold=r['threshold'], dice=r['dice'], sensitivity=r['sensitivity'], precision=r['precision']))
+    return rows, per_seed
+
+def _noise(runs:dict, out:Path, budget, seeds, progress) -> tuple:
+    "Each run once per seed, then Dice on its held-out patients under Gaussian noise of severity 0 to 5."
+    models, seed, val = {}, seeds[0], None
+    for label, cfg in runs.items():
+        run, folder = replace(cfg, seed=seed, split_seed=seed), out/f'{_slug(label)}-seed{seed}'
+        _train(run, folder, budget, progress)
+        models[label], val = model_from_checkpoint(folder/'last.pt'), load_splits(run)['val']
+    sweep = robustness_sweep(models, val, corruptions=('gaussian_noise',), metrics=('dice', 'sensitivity', 'precision'))
+    rows = [dict(run=r['model'], severity=r['severity'], dice=r['dice'], sensitivity=r['sensitivity'], precision=r['precision']) for r in sweep.rows]
+    return rows, []
+
+EVALUATIONS = {'compare': _compare, 'thresholds': _thresholds, 'ensemble': _ensemble, 'noise': _noise}
+
 def run_study(name:str, # A key of `STUDIES`
               data:str, # The data argument, e.g. `find_data('lgg')`
               budget:float|None=None, # Minutes of training per run (`fit_to_time`); None: each run's own epochs
@@ -71,25 +169,30 @@ def run_study(name:str, # A key of `STUDIES`
               progress:bool=False, # Progress bars while training
              ) -> dict:
     "Train and evaluate every run of study `name` on `data`; return `{'name', 'title', 'data', 'budget', 'seeds', 'rows', 'per_seed'}`."
-    kind, title, make = STUDIES[check_option('name', name, STUDIES)]
+    kind, title, make, *how = STUDIES[check_option('name', name, STUDIES)]
     if str(data).split(':')[0] not in (kind, 'packed'): raise ValueError(f"study {name!r} runs on {kind} data (or a pack of it), got data={data!r}")
     out = Path(out or tempfile.mkdtemp(prefix=f'study-{name}-'))
-    rows, per_seed = [], []
-    for label, cfg in make(data).items():
-        for seed in seeds:
-            run = replace(cfg, seed=seed, split_seed=seeds[0])
-            if budget is not None: run = replace(run, time_limit=budget, fit_to_time=True, epochs=max(run.epochs, 1000))
-            folder, start = out/f'{_slug(label)}-seed{seed}', time.perf_counter()
-            res = train_run(run, folder, progress=progress)
-            ev = evaluate_checkpoint(folder/'last.pt')
-            per_seed.append(dict(run=label, seed=seed, **_row(ev), epochs=len(res['history']), minutes=(time.perf_counter() - start) / 60))
-            if not rows: rows.append(_baseline(run, ev))
-        mine = [r for r in per_seed if r['run'] == label]
-        row = dict(run=label, **{k: float(np.mean([r[k] for r in mine])) for k in ('dice_case_mean', 'dice_case_median', 'dice', 'sensitivity', 'precision', 'minutes')},
-                   epochs=round(float(np.mean([r['epochs'] for r in mine]))), cases=rows[0]['cases'])
-        if len(seeds) > 1: row['sd_dice_case_mean'] = float(np.std([r['dice_case_mean'] for r in mine]))
-        rows.append(row)
+    rows, per_seed = EVALUATIONS[how[0] if how else 'compare'](make(data), out, budget, tuple(seeds), progress)
+    record(name, rows)
     return dict(name=name, title=title, data=str(data), budget=budget, seeds=list(seeds), rows=rows, per_seed=per_seed)
+
+# %% ../../nbs/api/course/06_studies.ipynb #5b938fe7
+def imbalance_study(data:dict, # Label -> data argument, e.g. {'LGG': find_data('lgg')}
+                   ) -> dict:
+    "Foreground fraction, share of slices with a lesion and all-background accuracy of each data set, as a study."
+    rows = []
+    for label, arg in data.items():
+        kind = str(arg).split(':')[0]
+        cfg = RunConfig(data=arg, size=128 if kind == 'lidc' else 256)
+        ds = load_dataset(cfg)
+        masks = [ds[i][1] > 0.5 for i in range(len(ds))]
+        fg = float(np.mean([m.float().mean().item() for m in masks]))
+        row = dict(run=label, cases=len(set(dataset_case_ids(ds))), slices=len(ds), foreground_fraction=fg,
+                   lesion_slices=float(np.mean([bool(m.any()) for m in masks])), all_background_accuracy=1 - fg)
+        if kind == 'lidc': row['average_reader_fraction'] = float(ds.masks.mean())
+        rows.append(row)
+    record('imbalance', rows)
+    return dict(name='imbalance', title='class imbalance of the real data sets', data=', '.join(map(str, data.values())), budget=None, seeds=[], rows=rows, per_seed=[])
 
 # %% ../../nbs/api/course/06_studies.ipynb #9d8e6071
 MEASURED = Path(__file__).parent/'measured' if '__file__' in globals() else Path(segcourse.__file__).parent/'course'/'measured'
@@ -116,12 +219,12 @@ def measured(name:str, # A key of `STUDIES`
     return json.loads(path.read_text()) if path.is_file() else None
 
 def format_study(study:dict, # From `run_study` or `measured`
-                 columns=('run', 'dice_case_mean', 'dice_case_median', 'dice', 'sensitivity', 'precision', 'epochs', 'minutes'),
+                 columns=None, # Columns to show; default every column of the rows but the number of cases
                 ) -> str:
     "A study as text: what was run, on what, within which budget, and the table."
-    cols = list(columns) + (['sd_dice_case_mean'] if any('sd_dice_case_mean' in r for r in study['rows']) else [])
+    cols = list(columns or dict.fromkeys(k for r in study['rows'] for k in r if k != 'cases' or study['name'] == 'imbalance'))
     table = MetricTable([{c: r.get(c, '-') for c in cols} for r in study['rows']], digits=3)
-    head = f"{study['title']} ({study['data']}, {study['rows'][0].get('cases', '?')} held-out cases"
+    head = f"{study['title']} ({study['data']}" + (f", {study['rows'][0].get('cases', '?')} held-out cases" if 'dice_case_mean' in study['rows'][0] else '')
     head += f", {study['budget']:g} min of training per run" if study.get('budget') else ''
-    head += f", seeds {study['seeds']}" + (f"; {study['date']}, {study['cores']} CPU cores, load {study['load']}" if 'date' in study else '') + ')'
+    head += (f", seeds {study['seeds']}" if study['seeds'] else '') + (f"; {study['date']}, {study['cores']} CPU cores, load {study['load']}" if 'date' in study else '') + ')'
     return head + '\n' + repr(table) + (f"\n{study['note']}" if study.get('note') else '')
