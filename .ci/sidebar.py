@@ -15,7 +15,7 @@ def render() -> str:
     def nbs(folder): return sorted(str(p.relative_to(NBS)) for p in (NBS/folder).glob('*.ipynb') if not p.name.startswith('_'))
     lines = ['website:', '  sidebar:', '    contents:', '      - index.ipynb',
              '      - section: Lessons', '        contents:'] + [f'          - {p}' for p in nbs('lessons')]
-    lines += ['      - section: For instructors', '        contents:'] + [f'          - {p}' for p in nbs('guides')]
+    lines += ['      - section: Guides', '        contents:'] + [f'          - {p}' for p in nbs('guides')]
     top = nbs('api')
     lines += ['      - section: API reference', '        contents:'] + [f'          - {p}' for p in top if not p.startswith('api/9')]
     for layer in LAYERS:

@@ -80,6 +80,14 @@ def _optional_int(text:str):
 def _annotator(text:str):
     return int(text) if text.lstrip('-').isdigit() else text
 
+def _window(text:str):
+    "`LOW,HIGH` as two numbers, or 'none'."
+    if text.lower() == 'none': return None
+    try: low, high = (float(x) for x in text.split(','))
+    except ValueError: raise argparse.ArgumentTypeError(f"expected LOW,HIGH such as -1000,400, got {text!r}") from None
+    if not high > low: raise argparse.ArgumentTypeError(f"HIGH must be above LOW, got {text!r}")
+    return low, high
+
 POSITIVE = ('epochs', 'batch_size', 'size', 'n_train', 'n_val', 'patience')  # read as whole numbers of at least 1
 DEMO_OPTIONS = ('epochs', 'n_train', 'size', 'batch_size', 'lr', 'features', 'loss', 'seed')
 
@@ -87,15 +95,16 @@ def _argument(name:str, spec:dict) -> tuple:
     "`(flags, keywords)` of the option for `RunConfig` field `name`: its type read from the annotation, its help and flags from the field."
     t = spec['type'].replace(' ', '')
     special = dict(features=dict(type=_features), amp=dict(type=_amp), annotator=dict(type=_annotator),
-                   loss_options=dict(action='append', type=_loss_option), augment=dict(choices=AUGMENT))
+                   augment=dict(choices=AUGMENT), ct_window=dict(type=_window))
     if name in special: kw = special[name]
+    elif t == 'dict': kw = dict(action='append', type=_loss_option)  # NAME=VALUE, once per option
     elif t == 'bool': kw = dict(action='store_true')
     elif name in POSITIVE: kw = dict(type=_positive_int)
     else: kw = {'int': dict(type=int), 'int|None': dict(type=_optional_int), 'float': dict(type=float),
                 'float|None': dict(type=_optional_float)}.get(t, dict(type=str))
     kw.update({k: spec[k] for k in ('nargs', 'const', 'metavar') if k in spec})
     flags = spec.get('flags') or ()
-    if name != 'loss_options': flags = ('--' + name.replace('_', '-'),) + tuple(flags)
+    if t != 'dict': flags = ('--' + name.replace('_', '-'),) + tuple(flags)
     return flags, kw
 
 def add_config_options(parser, names=None, # Fields to offer; default every field of `RunConfig`, in groups
@@ -122,6 +131,7 @@ def _add_run_commands(sub):
     t.add_argument('--out', default='segcourse-run', help='run folder (default: %(default)s)')
     t.add_argument('--resume', nargs='?', const=True, default=False, metavar='CHECKPOINT',
                    help='continue from CHECKPOINT, or from OUT/last.pt if none is named')
+    t.add_argument('--overwrite', action='store_true', help='replace a run that is already in --out (without it, such a folder is refused)')
     t.add_argument('--quick', action='store_true', help='a seconds-long run on tiny phantoms (smoke test)')
     t.add_argument('--device', choices=['cuda', 'mps', 'cpu'], help='device (default: the best available)')
     t.add_argument('--no-progress', action='store_true', help='hide progress bars')
@@ -142,25 +152,31 @@ def _add_run_commands(sub):
     e.add_argument('--cross-validation', action='store_true', help='the checkpoints are the folds of one cross-validation (train --folds '
                    'K --fold I): evaluate each on its own held-out cases and pool the per-case Dice')
     q = sub.add_parser('predict', help='write masks and probabilities for image files',
-                       description='Predict with a checkpoint: for each image under --input write <name>_mask.png (or .tif '
-                                   'for TIFF input) and <name>_prob.npy to --out.')
+                       description='Predict with a checkpoint: for each image under --input write <name>_pred.png (or .tif '
+                                   'for TIFF input) and <name>_prob.npy to --out, a folder apart from the input. NIfTI volumes '
+                                   '(.nii.gz files, or a folder of them) get <case>.nii.gz label maps with the affine and header of their '
+                                   'source, at its shape (and <case>_prob.nii.gz with --probabilities).')
     q.add_argument('--checkpoint', required=True, nargs='+', help='a best.pt or last.pt written by segcourse train; several: '
                    'an ensemble (their probabilities averaged)')
-    q.add_argument('--input', required=True, help='an image file or a folder of images (*_mask.* files are skipped)')
+    q.add_argument('--input', required=True, help='an image file or a folder of images (*_mask.* files are skipped), or NIfTI volumes (*_seg files are skipped)')
     q.add_argument('--out', required=True, help='output folder')
     q.add_argument('--threshold', type=float, help="probability threshold (default: the run's)")
     q.add_argument('--format', choices=['auto', 'png', 'tif'], default='auto', help='mask file type (default: %(default)s)')
     q.add_argument('--device', choices=['cuda', 'mps', 'cpu'], help='device (default: the best available)')
     q.add_argument('--tta', action='store_true', help='average with the prediction of the left-right mirrored image')
     q.add_argument('--largest', action='store_true', help='masks: keep the largest connected 3D component of each case (folder)')
-    k = sub.add_parser('pack', help='pack LGG or an image folder into one compressed .npz, or parts of it (for a GPU machine or Colab)',
-                       description='Read every slice of lgg:PATH or folder:PATH at --size and write images (uint8), masks '
+    q.add_argument('--no-progress', action='store_true', help='hide progress bars')
+    q.add_argument('--probabilities', action='store_true', help='NIfTI volumes: also write <case>_prob.nii.gz (2D images always get <name>_prob.npy)')
+    q.add_argument('--nonfinite', choices=['error', 'zero'], default='error', help='NaN or infinite input values: an error naming the file, or zeros (default: %(default)s)')
+    k = sub.add_parser('pack', help='pack LGG, an image folder or NIfTI volumes into one compressed .npz, or parts of it (for a GPU machine or Colab)',
+                       description='Read every slice of lgg:PATH, folder:PATH or nifti:PATH at --size and write images (uint8; volumes float32), masks '
                                    '(bits) and case ids into one compressed .npz (with --max-mib: a folder of parts, each case whole in one part); '
                                    'train on it with --data packed:FILE.npz (or packed:FOLDER).')
-    k.add_argument('--data', required=True, help='lgg:PATH or folder:PATH')
+    k.add_argument('--data', required=True, help='lgg:PATH, folder:PATH or nifti:PATH (volumes: their slices, normalised per volume, as float32)')
     k.add_argument('--size', type=_positive_int, default=default['size'], help='slices are resized to SIZE x SIZE (default: %(default)s)')
     k.add_argument('--out', required=True, help='the .npz file to write (with --max-mib: the folder for the parts)')
     k.add_argument('--max-mib', type=float, help='split into parts of at most this many MiB, e.g. 60 for uploads limited to 64 MiB per file')
+    k.add_argument('--overwrite', action='store_true', help='replace an existing file (or the parts in an existing folder)')
     k.add_argument('--no-progress', action='store_true', help='hide the progress bar')
 
 # %% ../nbs/api/90_cli.ipynb #a70a8999
@@ -180,12 +196,13 @@ def _train(args) -> int:
     from segcourse.training.distributed import close_distributed, get_world_size, init_distributed, is_main
     given = {name: getattr(args, name) for name in config_fields() if hasattr(args, name)}  # only the options given; 'none' gives None
     if given.get('augment') == 'default': given['augment'] = True
-    if 'loss_options' in given: given['loss_options'] = dict(given['loss_options'])
+    for name in ('loss_options', 'model_options'):
+        if name in given: given[name] = dict(given[name])  # NAME=VALUE pairs
     base = asdict(load_config(args.config)) if args.config else {}
     try:
         init_distributed()
         cfg = RunConfig.quick(**{**base, **given}) if args.quick else RunConfig(**{**base, **given})
-        res = train_run(cfg, args.out, device=args.device, progress=not args.no_progress, resume=args.resume)
+        res = train_run(cfg, args.out, device=args.device, progress=not args.no_progress, resume=args.resume, overwrite=args.overwrite)
         if is_main():
             import matplotlib; matplotlib.use('Agg')
             from segcourse.course.viz import plot_history
@@ -194,7 +211,8 @@ def _train(args) -> int:
             last = res['history'][-1] if res['history'] else {}
             print(f"trained {len(res['history'])} epoch(s) on {get_world_size()} process(es); last: "
                   + ', '.join(f'{k} {last[k]:.4f}' for k in ('train_loss', 'val_dice', 'val_dice_case_mean') if k in last)
-                  + f"; best {res['monitor']} {res['best']:.4f} at epoch {res['best_epoch']}; wrote {args.out}")
+                  + (f"; best {res['monitor']} {res['best']:.4f} at epoch {res['best_epoch']}" if (Path(args.out)/'best.pt').exists() else '; no best.pt')
+                  + f"; wrote {args.out}")
     finally: close_distributed()
     return 0
 
@@ -214,8 +232,16 @@ def _evaluate(args) -> int:
     return 0
 
 def _predict(args) -> int:
+    from segcourse.data.nifti import holds_nifti, nifti_name
+    source = Path(args.input)
+    if nifti_name(source) is not None or (source.is_dir() and holds_nifti(source)):  # volumes: label maps in the scanner's geometry
+        from segcourse.inference.volumes import predict_volumes
+        recs = predict_volumes(args.checkpoint, source, args.out, args.threshold, args.device, args.tta, args.largest,
+                               probabilities=args.probabilities, progress=not args.no_progress)
+        print(f"wrote label maps{' and probabilities' if args.probabilities else ''} of {len(recs)} volume(s) to {args.out}")
+        return 0
     from segcourse.inference.files import predict_files
-    recs = predict_files(args.checkpoint, args.input, args.out, args.threshold, args.format, args.device, args.tta, args.largest)
+    recs = predict_files(args.checkpoint, args.input, args.out, args.threshold, args.format, args.device, args.tta, args.largest, args.nonfinite)
     print(f"wrote masks and probabilities of {len(recs)} image(s) to {args.out}")
     return 0
 
@@ -224,9 +250,9 @@ def _pack(args) -> int:
     from segcourse.data.registry import load_dataset, parse_data
     from segcourse.data.packed import pack_dataset
     kind, path = parse_data(args.data)
-    if kind not in ('lgg', 'folder'): raise ValueError(f"pack needs --data lgg:PATH or folder:PATH, got {args.data!r}")
+    if kind not in ('lgg', 'folder', 'nifti'): raise ValueError(f"pack needs --data lgg:PATH, folder:PATH or nifti:PATH, got {args.data!r}")
     ds = load_dataset(RunConfig(data=args.data, size=args.size), kind, path)
-    out = pack_dataset(ds, args.out, progress=not args.no_progress, max_mib=args.max_mib)
+    out = pack_dataset(ds, args.out, progress=not args.no_progress, max_mib=args.max_mib, overwrite=args.overwrite)
     files = sorted(out.glob('*.npz')) if out.is_dir() else [out]
     sizes = ', '.join(f"{f.stat().st_size / 2**20:.1f}" for f in files)
     print(f"packed {len(ds)} slices of {len(set(ds.case_ids))} cases at {args.size}x{args.size} into {out} "
@@ -241,6 +267,13 @@ def main(argv:list[str]|None=None) -> int:
     args = parser.parse_args(argv)
     if args.command is None: parser.print_help(); return 0
     try: return COMMANDS[args.command](args)
-    except (ValueError, RuntimeError, FileNotFoundError) as e:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:  # the command asked for something that cannot be: a usage error
         print(f"segcourse {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except (RuntimeError, OSError) as e:  # it could not be done here: a run-time error (a diverged run, a full disk, a busy folder)
+        print(f"segcourse {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        out = getattr(args, 'out', None)
+        print(f"segcourse {args.command}: interrupted" + (f"; every file in {out} is complete (train: --resume continues from last.pt)" if out else ''), file=sys.stderr)
+        return 130

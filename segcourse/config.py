@@ -11,7 +11,8 @@ from pathlib import Path
 from .core import check_option
 
 # %% auto #0
-__all__ = ['GROUPS', 'NORMALIZE', 'CROPS', 'AUGMENT', 'option', 'RunConfig', 'config_fields', 'config_defaults', 'load_config']
+__all__ = ['GROUPS', 'NORMALIZE', 'CROPS', 'AUGMENT', 'CHANNELS', 'option', 'RunConfig', 'config_fields', 'config_defaults',
+           'load_config']
 
 # %% ../nbs/api/01_config.ipynb #50218b18
 GROUPS = ('data', 'model', 'optimisation', 'run')
@@ -31,12 +32,13 @@ def option(default, # The default value (a dict or list default is copied for ea
 NORMALIZE = ('none', 'zscore')
 CROPS = ('none', 'brain')
 AUGMENT = ('default', 'strong')  # the presets of segcourse.data.intensity.AUGMENTATIONS
+CHANNELS = ('all', 'flair', 'pre', 'post')  # LGG's sequences (segcourse.data.lgg.LGG_CHANNELS)
 
 @dataclass
 class RunConfig:
     "Everything a training run needs to know, in four groups; saved with its checkpoints."
     # data: what is read and how
-    data:str = option('phantom', 'data', "phantom, lgg:PATH (Kaggle kaggle_3m layout), lidc:FILE.npz (LIDC crops), folder:PATH (images/ + masks/) or packed:FILE.npz (or a folder of its parts)")
+    data:str = option('phantom', 'data', "phantom, lgg:PATH (Kaggle kaggle_3m layout), lidc:FILE.npz (LIDC crops), folder:PATH (images/ + masks/), nifti:PATH (NIfTI volumes: an nnU-Net raw dataset or <case>.nii.gz with <case>_seg.nii.gz) or packed:FILE.npz (or a folder of its parts)")
     size:int = option(128, 'data', 'images are resized to SIZE x SIZE')
     channels:str = option('all', 'data', 'LGG channels: all, flair, pre or post')
     annotator:int|str = option('majority', 'data', 'LIDC: whose mask is the target: majority, mean, random, or a reader 0 to 3')
@@ -50,10 +52,17 @@ class RunConfig:
     n_train:int = option(480, 'data', 'training phantoms')
     n_val:int = option(64, 'data', 'validation phantoms')
     num_workers:int = option(0, 'data', 'data-loading worker processes')
+    case_pattern:str|None = option(None, 'data', "folders: a regular expression whose group is the case in a file's name, e.g. '(.+)_\\d+' (default: inferred from <case>_<n> names or a folder per case)")
+    slice_axis:int|None = option(None, 'data', "NIfTI: slice the volumes along this axis, 0 to 2, or 'none' for the one with the coarsest spacing")
+    label:int|None = option(None, 'data', "NIfTI: the label value that is the foreground, or 'none' for every value above 0")
+    ct_window:tuple|None = option(None, 'data', "NIfTI CT: clip intensities to LOW,HIGH Hounsfield units and scale them to [0, 1], e.g. -1000,400 (default: MRI normalisation, percentiles and z-score per volume)", metavar='LOW,HIGH')
+    on_error:str = option('raise', 'data', 'a bad file (unreadable, wrong size, odd channels, non-binary mask): raise, or skip it and list it')
     # model
     model:str = option('unet', 'model', 'unet, segnet, unetpp or transunet')
     features:tuple = option((8, 16, 32, 64), 'model', 'widths per level, e.g. 16,32,64,128')
     norm:str = option('batch', 'model', 'batch, instance, group or none')
+    model_options:dict = option({}, 'model', 'an option of the model, e.g. skips=false or dropout=0.1 (unet); repeat for several',
+                                flags=('--model-option',), metavar='NAME=VALUE')
     output_prior:float|None = option(0.01, 'model', "initial foreground probability of the output layer, or 'none'")
     # optimisation
     loss:str = option('dice_bce', 'optimisation', 'a loss name from segcourse.losses, e.g. dice, dice_bce, focal_tversky')
@@ -128,9 +137,17 @@ class RunConfig:
         if int(self.context) != self.context or self.context < 0: raise ValueError(f"context must be a whole number of slices >= 0, got {self.context}")
         check_option('normalize', self.normalize, NORMALIZE)
         check_option('crop', self.crop, CROPS)
+        check_option('on_error', self.on_error, ('raise', 'skip'))
+        check_option('channels', self.channels, CHANNELS)
+        if self.folds is not None and self.val_fraction != 0.2: raise ValueError(f"val_fraction={self.val_fraction} has no effect with folds={self.folds}: each fold holds out 1/folds of the cases; leave val_fraction out")
         if isinstance(self.augment, str): check_option('augment', self.augment, AUGMENT)
+        if self.slice_axis is not None and self.slice_axis not in (0, 1, 2): raise ValueError(f"slice_axis must be 0, 1, 2 or None, got {self.slice_axis!r}")
+        if self.ct_window is not None:
+            if len(self.ct_window) != 2 or not float(self.ct_window[1]) > float(self.ct_window[0]): raise ValueError(f"ct_window must be (low, high) with high > low, got {self.ct_window!r}")
+            self.ct_window = tuple(float(v) for v in self.ct_window)
         self.features = tuple(self.features)
         self.loss_options = dict(self.loss_options or {})
+        self.model_options = dict(self.model_options or {})
 
 def _check_number(name:str, value, low:float|None=None, high:float|None=None, strict:bool=False):
     "Raise a `ValueError` naming `name` unless `value` is a finite number from `low` to `high` (`strict`: both ends excluded)."

@@ -101,15 +101,21 @@ def data_root(path:str|os.PathLike|None=None, # Explicit folder; default env `SE
     return Path(path).expanduser()
 
 # %% ../nbs/api/00_core.ipynb #ce2a0bf4
+def _umask() -> int:
+    "The process's umask (read by setting it and putting it back)."
+    mask = os.umask(0o022); os.umask(mask)
+    return mask
+
 def atomic_write(path:str|os.PathLike, # Destination file
                  write, # Callable `write(f)` that writes to an open binary file
                 ) -> Path:
-    "Write a file through a temporary sibling and `os.replace`, so `path` is always complete."
+    "Write a file through a temporary sibling and `os.replace`, so `path` is always complete; its mode honours the umask."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
         with os.fdopen(fd, 'wb') as f:
             write(f); f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; a plain open() would honour the umask
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

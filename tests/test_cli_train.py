@@ -71,10 +71,10 @@ def test_predict_writes_masks_and_probabilities(phantom_run, tmp_path):
     r = ok(run('predict', '--checkpoint', out/'best.pt', '--input', tmp_path/'in', '--out', tmp_path/'pred'))
     assert 'of 2 image(s)' in r.stdout
     prob = np.load(tmp_path/'pred'/'sub'/'b_prob.npy')
-    mask = np.array(Image.open(tmp_path/'pred'/'sub'/'b_mask.png'))
+    mask = np.array(Image.open(tmp_path/'pred'/'sub'/'b_pred.png'))
     assert prob.shape == mask.shape == (96, 96) and prob.dtype == np.float32 and set(np.unique(mask)) <= {0, 255}
     assert ((prob >= 0.5) == (mask == 255)).all()
-    assert (tmp_path/'pred'/'a_mask.png').is_file()
+    assert (tmp_path/'pred'/'a_pred.png').is_file() and not list((tmp_path/'pred').rglob('*_mask*'))  # never named like ground truth
 
 @pytest.mark.parametrize('args, message', [
     (['evaluate', '--checkpoint', 'nope/best.pt'], 'checkpoint nope/best.pt: no such file'),
@@ -155,7 +155,7 @@ def test_lgg_sample_train_evaluate_predict(tmp_path):
     case = sorted(LGG_SAMPLE.iterdir())[0]
     r = ok(run('predict', '--checkpoint', tmp_path/'run'/'best.pt', '--input', case, '--out', tmp_path/'pred'))
     n = len([p for p in case.iterdir() if p.suffix == '.tif' and not p.stem.endswith('_mask')])
-    masks = sorted((tmp_path/'pred').glob('*_mask.tif'))
+    masks = sorted((tmp_path/'pred').glob('*_pred.tif'))
     assert len(masks) == n and len(list((tmp_path/'pred').glob('*_prob.npy'))) == n
     assert np.array(Image.open(masks[0])).shape == (256, 256)
 
@@ -194,7 +194,7 @@ def test_lgg_sample_neighbouring_slices(tmp_path):
     n = len([p for p in case.iterdir() if p.suffix == '.tif' and not p.stem.endswith('_mask')])
     assert len(list((tmp_path/'pred').glob('*_prob.npy'))) == n
     ok(run('predict', '--checkpoint', tmp_path/'run'/'last.pt', '--input', case, '--out', tmp_path/'kept', '--largest'))
-    for m in (tmp_path/'pred').glob('*_mask.tif'):  # the largest component is a part of the plain mask
+    for m in (tmp_path/'pred').glob('*_pred.tif'):  # the largest component is a part of the plain mask
         assert not (np.array(Image.open(tmp_path/'kept'/m.name)) > np.array(Image.open(m))).any()
     r = run('predict', '--checkpoint', tmp_path/'run'/'last.pt', '--input', next(case.glob('*_1.tif')), '--out', tmp_path/'one')
     assert r.returncode == 0  # a single slice is its own neighbour

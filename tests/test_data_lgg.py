@@ -227,7 +227,7 @@ def test_download_without_tools_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, 'kaggle', None)
     monkeypatch.setitem(sys.modules, 'kaggle.api', None)
     monkeypatch.setitem(sys.modules, 'kaggle.api.kaggle_api_extended', None)
-    with pytest.raises(RuntimeError, match=r"kagglehub is not installed; the kaggle package is not installed\)\. To get the LGG data: \(1\) pip install kagglehub"):
+    with pytest.raises(RuntimeError, match=r'kagglehub is not installed; the kaggle package is not installed\)\. To get the LGG data: \(1\) pip install "segcourse\[kaggle\]"'):
         download_lgg(tmp_path/'empty')
 
 

@@ -89,7 +89,7 @@ def test_segcourse_pack_writes_a_file_train_can_read(lgg_folder, tmp_path):
     assert 'packed 20 slices of 4 cases at 40x40' in r.stdout
     assert PackedDataset(tmp_path/'c.npz')[0][0].shape == (3, 40, 40)
     r = pack('--data', 'phantom', '--out', str(tmp_path/'d.npz'))
-    assert r.returncode == 2 and 'lgg:PATH or folder:PATH' in r.stderr and 'Traceback' not in r.stderr
+    assert r.returncode == 2 and 'lgg:PATH, folder:PATH or nifti:PATH' in r.stderr and 'Traceback' not in r.stderr
 
 def test_segcourse_pack_in_parts_and_train_on_the_folder(lgg_folder, tmp_path):
     one_case = pack_dataset(LGGDataset(lgg_folder, size=32, cases=['TCGA_C0_0000_20000101']), tmp_path/'one.npz').stat().st_size / 2**20

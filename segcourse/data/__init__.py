@@ -18,7 +18,8 @@ from .slices import *
 from .splits import *
 from .transforms import *
 from .intensity import *
+from .nifti import *
 from .sources import *
 from .registry import *
 
-__all__ = [name for module in ('phantoms', 'readers', 'lgg', 'lidc', 'folders', 'packed', 'crops', 'slices', 'splits', 'transforms', 'intensity', 'sources', 'registry') for name in importlib.import_module(f'segcourse.data.{module}').__all__]
+__all__ = [name for module in ('phantoms', 'readers', 'lgg', 'lidc', 'folders', 'packed', 'crops', 'slices', 'splits', 'transforms', 'intensity', 'nifti', 'sources', 'registry') for name in importlib.import_module(f'segcourse.data.{module}').__all__]

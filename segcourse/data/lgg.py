@@ -166,7 +166,7 @@ def case_volume(ds:FileDataset, # A dataset with `case_ids` (LGG, folders)
 
 # %% ../../nbs/api/data/03_lgg.ipynb #4bf080bd
 LGG_KAGGLE = 'mateuszbuda/lgg-mri-segmentation'
-LGG_HOWTO = (f"To get the LGG data: (1) pip install kagglehub; (2) make a Kaggle API token (kaggle.com > Settings > "
+LGG_HOWTO = (f"To get the LGG data: (1) pip install \"segcourse[kaggle]\" (kagglehub); (2) make a Kaggle API token (kaggle.com > Settings > "
              f"API > Create New Token) and put kaggle.json in ~/.kaggle/ or set KAGGLE_USERNAME and KAGGLE_KEY; "
              f"(3) call download_lgg() again. Or download https://www.kaggle.com/datasets/{LGG_KAGGLE} by hand, "
              "unzip it and pass the kaggle_3m folder to LGGDataset.")

@@ -58,12 +58,17 @@ def pack_dataset(ds:FileDataset, # A file data set (`LGGDataset`, `FolderDataset
                  path:str|os.PathLike, # The `.npz` to write; with `max_mib`, a folder for the parts
                  progress:bool=False, # A progress bar over the items
                  max_mib:float|None=None, # Split into parts of at most this many MiB (whole cases), e.g. for uploads limited per file
+                 overwrite:bool=False, # Replace an existing file (or the parts in an existing folder)
                 ) -> Path:
     "Write every item of `ds` (images as stored, masks as bits, case ids) into one compressed `.npz`, or a folder of parts."
     if not hasattr(ds, 'raw'): raise TypeError(f"pack_dataset needs a file data set with raw(i) (LGGDataset, FolderDataset), got {type(ds).__name__}")
     path = Path(path)
     if max_mib is None and path.suffix != '.npz': raise ValueError(f"path must end in .npz, got {path}")
     if max_mib is not None and not max_mib > 0: raise ValueError(f"max_mib must be a positive size in MiB, got {max_mib}")
+    if path.is_file() and not overwrite: raise FileExistsError(f"{path} exists; pass overwrite=True (segcourse pack --overwrite) to replace it")
+    if max_mib is not None and path.is_dir() and any(path.glob('*.npz')):
+        if not overwrite: raise FileExistsError(f"{path} already holds .npz files; pass overwrite=True (segcourse pack --overwrite) to replace them")
+        for p in path.glob('*.npz'): p.unlink()
     from tqdm.auto import tqdm
     images, masks = zip(*(ds.raw(i) for i in tqdm(range(len(ds)), desc='packing', disable=not progress)))
     shapes = {(a.shape, m.shape) for a, m in zip(images, masks)}

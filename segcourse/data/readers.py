@@ -183,14 +183,21 @@ class FileDataset(Dataset):
 
     def verify(self, on_error:str='raise', # "raise" at the first bad item, or "skip" it (reported in `.skipped`)
               ) -> list:
-        "Read every item once, so unreadable, mismatched or non-binary files show up now; return the skipped."
+        "Read every item once, so unreadable, mismatched, non-binary or odd-channelled files show up now; return the skipped."
         check_option('on_error', on_error, ON_ERROR)
-        keep, skipped = [], []
+        keep, skipped, channels = [], [], {}
         for i in range(len(self)):
-            try: self.raw(i); keep.append(i)
+            try: image = self.raw(i)[0]; keep.append(i); channels[i] = image.shape[-1] if image.ndim == 3 else 1
             except (FileProblem, OSError) as e:
                 if on_error == 'raise': raise
                 skipped.append((e.path, e.problem) if isinstance(e, FileProblem) else (str(getattr(e, 'filename', None) or ''), str(e)))
+        if channels:  # an RGBA slice among RGB ones would fail later, in a batch, without a name
+            usual = max(set(channels.values()), key=list(channels.values()).count)
+            for i in [i for i in keep if channels[i] != usual]:
+                where = next((x for x in self.items[i] if isinstance(x, (str, os.PathLike)) and Path(x).suffix), f'item {i}')  # its image file
+                problem = FileProblem(where, f"has {channels[i]} channel(s) where the other images have {usual}")
+                if on_error == 'raise': raise problem
+                skipped.append((problem.path, problem.problem)); keep.remove(i)
         if skipped:
             new_index = {old: new for new, old in enumerate(keep)}
             self._cache = {new_index[i]: v for i, v in self._cache.items() if i in new_index}

@@ -13,7 +13,7 @@ from ..core import check_option
 
 # %% auto #0
 __all__ = ['SPLIT_NAMES', 'case_has_lesion', 'split_by_case', 'split_cases', 'check_no_leakage', 'split_by_item', 'kfold_by_case',
-           'SplitReport', 'split_report', 'CaseSubset', 'subsets', 'dataset_case_ids']
+           'SplitReport', 'split_report', 'CaseSubset', 'subsets', 'dataset_case_ids', 'source_dataset']
 
 # %% ../../nbs/api/data/09_splits.ipynb #21b82ccb
 SPLIT_NAMES = ('train', 'val', 'test')
@@ -174,3 +174,10 @@ def dataset_case_ids(ds:Dataset) -> list:
     if isinstance(ds, Subset): return [dataset_case_ids(ds.dataset)[i] for i in ds.indices]
     ids = getattr(ds, 'case_ids', None)
     return list(ids) if ids is not None else list(range(len(ds)))
+
+def source_dataset(ds:Dataset) -> Dataset:
+    "The data set that `ds` reads its items from: under subsets and item-for-item wrappers (with a `src`, such as `NeighbourSlices`)."
+    while True:
+        if isinstance(ds, Subset): ds = ds.dataset
+        elif getattr(ds, 'src', None) is not None: ds = ds.src
+        else: return ds

@@ -9,5 +9,6 @@ __all__ = []
 import importlib
 from .evaluate import *
 from .crossval import *
+from .volumes import *
 
-__all__ = [name for module in ('evaluate', 'crossval') for name in importlib.import_module(f'segcourse.evaluation.{module}').__all__]
+__all__ = [name for module in ('evaluate', 'crossval', 'volumes') for name in importlib.import_module(f'segcourse.evaluation.{module}').__all__]

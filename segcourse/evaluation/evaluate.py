@@ -4,6 +4,7 @@
 
 # %% ../../nbs/api/evaluation/01_evaluate.ipynb #3243d3f5
 from __future__ import annotations
+import warnings
 from pathlib import Path
 
 import torch
@@ -13,19 +14,37 @@ from ..config import RunConfig
 from ..checkpoint import load_checkpoints
 from ..data.registry import data_key, load_dataset, load_splits, parse_data
 from ..data.crops import uncrop_items
-from ..data.splits import dataset_case_ids
+from ..data.splits import CaseSubset, dataset_case_ids, source_dataset
+from ..data.nifti import NiftiDataset
 from ..models.registry import check_channels, model_from_checkpoint
 from ..metrics.accumulate import case_dice
 from ..metrics.overlap import summarize
 from ..metrics.lesions import largest_per_case
 from ..metrics.selection import MetricTable, threshold_table
 from ..inference.predict import check_members, predict
+from .volumes import VOLUME_METRICS, summarize_volumes, volume_metrics
 
 # %% auto #0
-__all__ = ['SPLITS', 'data_for', 'evaluate_checkpoint', 'format_evaluation']
+__all__ = ['SPLITS', 'recorded_cases', 'data_for', 'evaluate_checkpoint', 'format_evaluation']
 
 # %% ../../nbs/api/evaluation/01_evaluate.ipynb #87622ab5
 SPLITS = ('val', 'train', 'all')
+
+def recorded_cases(record:dict, # The `split` a checkpoint saved: `{'train': [ids], 'val': [ids]}`
+                   ds, # The data set as it is now
+                   split:str, # "train" or "val"
+                   name:str, # The data argument, for messages
+                  ):
+    "The items of `ds` in the cases of `record[split]`: what the run trained or validated on, even if the data changed since."
+    ids = [str(c) for c in dataset_case_ids(ds)]
+    missing = sorted(set(record[split]) - set(ids))
+    if missing: raise ValueError(f"{name} no longer holds {len(missing)} of the run's {split} case(s) ({', '.join(missing[:3])}"
+                                 f"{', ...' if len(missing) > 3 else ''}): evaluate on the data the run was trained on, or name a split of other data")
+    new = sorted(set(ids) - set(record['train']) - set(record['val']))
+    if new: warnings.warn(f"{name} holds {len(new)} case(s) the run never saw ({', '.join(new[:3])}{', ...' if len(new) > 3 else ''}); "
+                          f"they are not part of its {split} cases")
+    keep = set(record[split])
+    return CaseSubset(ds, [i for i, c in enumerate(ids) if c in keep])
 
 def data_for(ckpt:dict, # A checkpoint read by `load_checkpoint`
              data:str|None, # Data argument; default: the run's own data
@@ -36,10 +55,15 @@ def data_for(ckpt:dict, # A checkpoint read by `load_checkpoint`
     same = data is None or data_key(data) == data_key(cfg.data)
     if data is not None: cfg.data = data
     split = check_option('split', split or ('val' if same else 'all'), SPLITS)
+    kind, path = parse_data(cfg.data)
     if split == 'all':
-        kind, path = parse_data(cfg.data)
-        return cfg, split, load_dataset(cfg, kind, path, seed_offset=2 if kind == 'phantom' else 0)
-    return cfg, split, load_splits(cfg)[split]
+        ds = load_dataset(cfg, kind, path, seed_offset=2 if kind == 'phantom' else 0)
+        trained = set(dataset_case_ids(ds)) & set((ckpt.get('split') or {}).get('train', []))
+        if same and trained: warnings.warn(f"{len(trained)} of the cases of {cfg.data} trained this model ({', '.join(sorted(trained)[:3])}"
+                                           f"{', ...' if len(trained) > 3 else ''}): their figures are not held-out figures")
+        return cfg, split, ds
+    if kind == 'phantom' or not ckpt.get('split'): return cfg, split, load_splits(cfg)[split]  # phantoms are drawn anew; old checkpoints
+    return cfg, split, recorded_cases(ckpt['split'], load_dataset(cfg, kind, path), split, cfg.data)
 
 def evaluate_checkpoint(checkpoint:str|Path|list, # A checkpoint, or a list of them: an ensemble (their probabilities averaged)
                         data:str|None=None, # Data argument; default: the run's own data
@@ -70,6 +94,10 @@ def evaluate_checkpoint(checkpoint:str|Path|list, # A checkpoint, or a list of t
     if len(paths) > 1:
         ev['members'] = [dict(checkpoint=str(p), case_dice_mean=summarize(list(case_dice(members[:, [k]], truth, ids, cfg.threshold).values()))['mean'])
                          for k, p in enumerate(paths)]
+    if isinstance(source_dataset(ds), NiftiDataset):  # volumes: each case on its own grid, distances in mm
+        vols = {r['case']: r for r in volume_metrics(nets, ds, cfg, cfg.threshold, dev, tta)}
+        for row in per_case: row.update({m: vols[row['case']][m] for m in VOLUME_METRICS})
+        ev['volumes'] = summarize_volumes(list(vols.values()))
     if largest:
         kept = case_dice(largest_per_case(probs >= cfg.threshold, ids).float(), truth, ids)
         for row, d in zip(per_case, kept.values()): row['dice_largest'] = d
@@ -84,9 +112,14 @@ def format_evaluation(ev:dict) -> str:
     lines = [f"{ev['data']} ({ev['split']}, {ev['items']} slices), {what}{', mirrored TTA' if ev.get('tta') else ''}", '',
              repr(MetricTable(ev['table'])), '', f"Dice per case at threshold {ev['threshold']}:"]
     lines += [f"  {r['case']:<32} {r['slices']:>4} slices  {r['dice']:.4f}" + (f"  largest component {r['dice_largest']:.4f}" if 'dice_largest' in r else '')
+              + (f"  on its grid: Dice {r['dice_volume']:.4f}, HD95 {r['hd95_mm']:.2f} mm, ASSD {r['assd_mm']:.2f} mm" if 'hd95_mm' in r else '')
               for r in ev['per_case']]
     lines.append(f"  mean {ev['case_dice_mean']:.4f}, median {ev['case_dice_median']:.4f} over {len(ev['per_case'])} cases")
     if 'case_dice_largest_mean' in ev:
         lines.append(f"  largest component of each case: mean {ev['case_dice_largest_mean']:.4f}, median {ev['case_dice_largest_median']:.4f}")
+    if 'volumes' in ev:
+        v = ev['volumes']
+        lines.append(f"  volumes on their own grids: Dice mean {v['dice_volume']['mean']:.4f} (median {v['dice_volume']['median']:.4f}), "
+                     f"HD95 mean {v['hd95_mm']['mean']:.2f} mm (median {v['hd95_mm']['median']:.2f}), ASSD mean {v['assd_mm']['mean']:.2f} mm")
     for m in ev.get('members', []): lines.append(f"  member {m['checkpoint']} alone: mean {m['case_dice_mean']:.4f}")
     return '\n'.join(lines)

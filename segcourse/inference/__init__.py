@@ -10,5 +10,6 @@ import importlib
 from .predict import *
 from .windows import *
 from .files import *
+from .volumes import *
 
-__all__ = [name for module in ('predict', 'windows', 'files') for name in importlib.import_module(f'segcourse.inference.{module}').__all__]
+__all__ = [name for module in ('predict', 'windows', 'files', 'volumes') for name in importlib.import_module(f'segcourse.inference.{module}').__all__]

@@ -25,24 +25,49 @@ from ..checkpoint import load_checkpoints
 from .predict import check_members, predict
 
 # %% auto #0
-__all__ = ['predict_files']
+__all__ = ['OUTPUT_SUFFIXES', 'NONFINITE', 'check_output_folder', 'predict_files']
 
 # %% ../../nbs/api/inference/03_files.ipynb #1968184a
 def _natural_key(p:Path) -> list:
     "Sort key that puts `x_2.tif` before `x_10.tif`: slices in their order."
     return [(0, int(t), '') if t.isdigit() else (1, 0, t) for t in re.split(r'(\d+)', str(p))]
 
+OUTPUT_SUFFIXES = ('_pred', '_prob')  # what predict_files writes: never read back as input
+
+def _is_input(p:Path) -> bool:
+    "An image file that is neither a ground-truth mask (`*_mask`) nor an output of `predict_files`."
+    return p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith(('_mask',) + OUTPUT_SUFFIXES)
+
 def _inputs(path:Path) -> list[Path]:
     if path.is_file(): return [path]
     if not path.is_dir(): raise FileNotFoundError(f"input {path}: no such file or folder")
-    files = sorted((p for p in path.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith('_mask')), key=_natural_key)
+    files = sorted((p for p in path.rglob('*') if _is_input(p)), key=_natural_key)
     if not files: raise ValueError(f"input {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    seen = {}
+    for f in files:  # x.png and x.npy would both be written as x_pred / x_prob: one would overwrite the other
+        other = seen.setdefault((f.parent, f.stem), f)
+        if other != f: raise ValueError(f"input {path}: {other.name} and {f.name} in {f.parent} have the same name, so their predictions "
+                                        "would overwrite each other; rename one or predict them separately")
     return files
 
-def _read_input(f:Path, cfg:RunConfig) -> np.ndarray:
-    "Image `H W C` of file `f` with the run's channels."
+def check_output_folder(input:Path, # The input file or folder
+                        out:Path, # The output folder
+                       ) -> None:
+    "Raise a `ValueError` if `out` is inside `input` or holds it: outputs must never mix with, or overwrite, inputs."
+    i, o = input.resolve(), out.resolve()
+    if o == i or i in o.parents: raise ValueError(f"out {out} is inside the input {input}: predictions would be read back as input; write them elsewhere")
+    if o in i.parents: raise ValueError(f"out {out} holds the input {input}: predictions would mix with the input files; write them to a folder of their own")
+
+NONFINITE = ('error', 'zero')
+
+def _read_input(f:Path, cfg:RunConfig, nonfinite:str='error') -> np.ndarray:
+    "Image `H W C` of file `f` with the run's channels; NaN or infinite values are an error naming the file, or zeros."
     image = read_image(f)
     if image.ndim == 2: image = image[..., None]
+    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
+        bad = int((~np.isfinite(image)).sum())
+        if nonfinite == 'error': raise ValueError(f"input {f}: {bad} pixel value(s) are NaN or infinite; fix the file, or pass nonfinite='zero' (--nonfinite zero) to predict them as 0")
+        image = np.where(np.isfinite(image), image, 0).astype(image.dtype)
     if cfg.data.startswith('lgg') and cfg.channels != 'all' and image.shape[-1] == 3:
         image = image[..., list(LGG_CHANNELS[cfg.channels])]
     return image
@@ -60,7 +85,7 @@ def _write_prediction(f:Path, prob:np.ndarray, mask:np.ndarray, input:Path, out:
     "Write the mask and the probabilities of input file `f` under `out`, keeping its sub-folder; return its record."
     rel = f.relative_to(input).parent if input.is_dir() else Path()
     ext = ('.tif' if f.suffix.lower() in ('.tif', '.tiff') else '.png') if format == 'auto' else '.' + format
-    mask_path, prob_path = out/rel/f'{f.stem}_mask{ext}', out/rel/f'{f.stem}_prob.npy'
+    mask_path, prob_path = out/rel/f'{f.stem}_pred{ext}', out/rel/f'{f.stem}_prob.npy'  # _pred: never taken for ground truth
     mask = (mask * 255).astype(np.uint8)
     atomic_write(mask_path, lambda fh: Image.fromarray(mask).save(fh, format='TIFF' if ext == '.tif' else 'PNG'))
     atomic_write(prob_path, lambda fh: np.save(fh, prob.astype(np.float32)))
@@ -75,10 +100,14 @@ def predict_files(checkpoint:str|Path|list, # A checkpoint, or a list of them: a
                   device:str|None=None,
                   tta:bool=False, # Average with the prediction of the mirrored image
                   largest:bool=False, # Masks: keep only the largest connected 3D component of each case (folder)
+                  nonfinite:str='error', # NaN or infinite input values: "error" (naming the file) or "zero"
                  ) -> list[dict]:
-    "Write a mask and a probability map for every image of `input` (an ensemble's: the mean probability); return one record per image."
-    check_option('format', format, ('auto', 'png', 'tif'))
+    "Write a mask (`<name>_pred`) and a probability map (`<name>_prob.npy`) for every image of `input` (an ensemble's: the mean probability); return one record per image."
+    check_option('format', format, ('auto', 'png', 'tif')); check_option('nonfinite', nonfinite, NONFINITE)
+    if threshold is not None and not (isinstance(threshold, (int, float)) and 0 < threshold < 1):
+        raise ValueError(f"threshold must be a probability in (0, 1), got {threshold!r}")
     paths, ckpts = load_checkpoints(checkpoint, 'predict_files')
+    check_output_folder(Path(input), Path(out))
     check_members(ckpts, paths, own_split=False)
     nets, cfg = [model_from_checkpoint(c) for c in ckpts], RunConfig.from_dict(ckpts[0].get('config') or {})
     threshold = cfg.threshold if threshold is None else threshold
@@ -88,7 +117,7 @@ def predict_files(checkpoint:str|Path|list, # A checkpoint, or a list of them: a
     cases = {}
     for f in _inputs(input): cases.setdefault(f.parent, []).append(f)  # a folder is a case, as in kaggle_3m
     for files in cases.values():
-        images = [_read_input(f, cfg) for f in files]
+        images = [_read_input(f, cfg, nonfinite) for f in files]
         boxes, views = _view_boxes(images, cfg), []
         for image, (t, l, bh, bw) in zip(images, boxes):
             view, blank = resize_arrays(image[t:t + bh, l:l + bw], np.zeros((1, bh, bw), np.uint8), cfg.size)  # as in training

@@ -87,6 +87,10 @@ class LossModule(nn.Module):
         for k in options: check_option(f'{type(self).__name__} option', k, names)
         missing = [p.name for p in params if p.default is p.empty and p.name not in options]
         if missing: raise TypeError(f"{type(self).__name__} needs the option(s) {missing}")
+        for p in params:  # a number given as text (a typo on the command line) is named here, not as a comparison error later
+            kind = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, '__name__', '')
+            if kind.split('|')[0].strip() in ('float', 'int') and isinstance(options.get(p.name), str):
+                raise TypeError(f"{type(self).__name__} option {p.name} must be a number, got {options[p.name]!r}")
         if 'reduction' in options: check_option('reduction', options['reduction'], REDUCTIONS)
         self.options = options
 

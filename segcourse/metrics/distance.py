@@ -217,8 +217,9 @@ def nsd(pred, # Prediction: mask, or probabilities with `threshold`; (H,W), (D,H
 def _mahalanobis_one(p, t, spacing):
     x, y = np.argwhere(p) * spacing, np.argwhere(t) * spacing
     cov = (len(x) * np.cov(x.T, bias=True).reshape(len(spacing), -1) + len(y) * np.cov(y.T, bias=True).reshape(len(spacing), -1)) / (len(x) + len(y))
+    cov = cov + np.diag(np.asarray(spacing, float) ** 2 / 12)  # each voxel's own extent: never singular
     d = x.mean(0) - y.mean(0)
-    return float(np.sqrt(max(d @ np.linalg.pinv(cov) @ d, 0.)))
+    return float(np.sqrt(max(d @ np.linalg.solve(cov, d), 0.)))
 
 def mahalanobis(pred, # Prediction: mask, or probabilities with `threshold`; (H,W), (D,H,W), B 1 H W [D]
                 target, # Binary target of the same shape

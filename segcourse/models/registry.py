@@ -76,7 +76,7 @@ def model_spec(cfg:RunConfig, in_channels:int) -> dict:
     "`{'name', 'kwargs'}` of the run's model, for `get_model`."
     kw = dict(in_channels=in_channels, out_channels=1, features=list(cfg.features))
     if cfg.norm != 'batch': kw['norm'] = None if cfg.norm == 'none' else cfg.norm
-    return dict(name=cfg.model.lower(), kwargs=kw)
+    return dict(name=cfg.model.lower(), kwargs={**kw, **cfg.model_options})
 
 def build_model(spec, # A `{"name", "kwargs"}` spec for `get_model`, or a callable that returns a model
                ) -> nn.Module:

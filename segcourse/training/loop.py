@@ -219,7 +219,7 @@ def _log_samples(writer, model, loader, device, epoch:int, n:int=4):
 def _tensorboard(out, enabled:bool):
     if not enabled or not is_main(): return None
     try: from torch.utils.tensorboard import SummaryWriter
-    except ImportError: raise RuntimeError("tensorboard=True needs the tensorboard package: pip install tensorboard") from None
+    except ImportError: raise RuntimeError('tensorboard=True needs the tensorboard package: pip install "segcourse[tensorboard]"') from None
     return SummaryWriter(str(Path(out or 'runs')/'tensorboard'))
 
 # %% ../../nbs/api/training/04_loop.ipynb #83c6b736
@@ -259,6 +259,7 @@ def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
         config:dict|None=None, # The caller's run configuration (plain values); saved
         tensorboard:bool=False, # Log metrics and validation overlays to out/tensorboard (needs the tensorboard package)
         deterministic:bool=False, # Ask torch for deterministic kernels
+        extra:dict|None=None, # More plain values to save in every checkpoint (e.g. the run's split by case)
        ) -> list[dict]:
     "Train `model` on `train_data`, evaluating on `val_data` after each epoch; return the history."
     fit_args = _plain_args(dict(locals(), loss=loss if isinstance(loss, str) else type(loss).__name__))
@@ -300,6 +301,9 @@ def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
         train_loss = train_one_epoch(net, train_loader, loss_fn, opt, device, sched if per_step else None,
                                      progress and main, amp_dtype, scaler, grad_clip, channels_last, augment)
         row = dict(epoch=epoch, train_loss=mean_over_ranks(train_loss, len(train_loader.sampler)))
+        if not math.isfinite(row['train_loss']):  # stop before anything non-finite is saved: the last checkpoint stays good
+            kept = f"; {Path(out)/'last.pt'} keeps epoch {epoch - 1}" if out is not None and epoch > 1 else ''
+            raise RuntimeError(f"epoch {epoch}: the training loss is {row['train_loss']}, so the weights are no longer finite; training stopped (lower the learning rate, now {lr:g}, or clip the gradients: grad_clip){kept}")
         if detailed: row['lr'] = opt.param_groups[0]['lr']
         if val_loader is not None:
             row.update(_validate_everywhere(net, val_loader, val_ids, loss_fn, device, threshold, channels_last, detailed))
@@ -319,7 +323,7 @@ def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
             for k, v in row.items(): writer.add_scalar(k, v, epoch)
             if val_loader is not None: _log_samples(writer, model, val_loader, device, epoch)
         if out is not None and main:
-            _write_epoch(out, improved, net, opt, sched, scaler, history, dict(best=best, best_epoch=best_epoch, monitor=monitor, planned_epochs=epochs),
+            _write_epoch(out, improved, net, opt, sched, scaler, history, dict(best=best, best_epoch=best_epoch, monitor=monitor, planned_epochs=epochs, **(extra or {})),
                          model_spec, config, generators)
         barrier()
     if writer is not None: writer.close()

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/api/training/05_runs.ipynb #2863cda9
 from __future__ import annotations
-import inspect
+import inspect, os, shutil, warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,14 +14,16 @@ from ..core import set_threads
 from ..config import RunConfig
 from ..checkpoint import load_checkpoint
 from ..data.registry import load_splits
+from ..data.splits import dataset_case_ids
 from ..data.intensity import AUGMENTATIONS, MissingSequence
 from ..data.transforms import Compose
 from ..models.registry import get_model, model_spec
 from ..losses.registry import get_loss
 from .loop import fit
+from .distributed import is_main
 
 # %% auto #0
-__all__ = ['run_augmentation', 'fit_arguments', 'train_run']
+__all__ = ['RUN_FILES', 'run_augmentation', 'fit_arguments', 'claim_run_folder', 'split_record', 'train_run']
 
 # %% ../../nbs/api/training/05_runs.ipynb #1fac2a55
 def run_augmentation(cfg:RunConfig, in_channels:int):
@@ -44,23 +46,84 @@ def fit_arguments(cfg:RunConfig, in_channels:int, # Channels of the run's images
     args['augment'] = run_augmentation(cfg, in_channels)
     return args
 
+# %% ../../nbs/api/training/05_runs.ipynb #d18a006c
+RUN_FILES = ('last.pt', 'best.pt', 'history.json', 'history.csv', 'history.png', 'config.json')
+
+def _alive(pid:int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True  # someone else's process
+    return True
+
+def claim_run_folder(out:str|Path, # The run folder
+                     resume:bool=False, # The run continues: its files stay
+                     overwrite:bool=False, # Replace a run that is there
+                    ) -> Path:
+    "Lock `out` for this process and check that it may hold this run; return the lock file (remove it when done)."
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise FileExistsError(f"out {out} is a file, not a folder for a run")
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out/'.lock'
+    for attempt in (0, 1):
+        try: fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644); break
+        except FileExistsError:
+            text = lock.read_text().strip() if lock.exists() else ''
+            pid = int(text) if text.isdigit() else None
+            if pid is not None and _alive(pid) and attempt == 0:
+                raise RuntimeError(f"run folder {out} is in use by process {pid} (lock file {lock}); wait for it to end, or give another --out")
+            warnings.warn(f"run folder {out}: removed the stale lock of process {pid}, which is no longer running")
+            lock.unlink(missing_ok=True)
+    with os.fdopen(fd, 'w') as f: f.write(str(os.getpid()))
+    held = [n for n in RUN_FILES if (out/n).exists()]
+    if held and not (resume or overwrite):
+        lock.unlink(missing_ok=True)
+        raise FileExistsError(f"out {out} holds a run ({', '.join(held)}); continue it with --resume (resume=True) "
+                              f"or replace it with --overwrite (overwrite=True)")
+    if overwrite and not resume:
+        for n in held: (out/n).unlink()
+    for tmp in out.glob('.*.tmp'): tmp.unlink(missing_ok=True)  # left by a write that was killed
+    return lock
+
 # %% ../../nbs/api/training/05_runs.ipynb #4842fde0
+def split_record(splits:dict, # `{'train', 'val'}` from `load_splits`
+                ) -> dict:
+    "`{'split': {'train': [case ids], 'val': [case ids]}}`, saved in every checkpoint so that evaluation scores the cases the run held out."
+    return {'split': {name: sorted(map(str, dict.fromkeys(dataset_case_ids(part)))) for name, part in splits.items()}}
+
+def _restore_best(out:Path):
+    "Before resuming: a `best.pt` lost to a kill is `last.pt` again if the best epoch was the last one; otherwise say that it is gone."
+    if (out/'best.pt').exists(): return
+    last = load_checkpoint(out/'last.pt')
+    if last.get('best_epoch') == last['epoch']: shutil.copyfile(out/'last.pt', out/'best.pt')
+    elif last.get('best_epoch') is not None:
+        warnings.warn(f"{out}/best.pt (epoch {last['best_epoch']}) was lost, and its weights are not in last.pt (epoch {last['epoch']}); "
+                      "it cannot be restored: the next epoch that beats it writes a new one")
+
 def train_run(cfg:RunConfig, out:str|Path, # Run folder: checkpoints, history, config
               device:str|None=None, progress:bool=True,
               resume:bool|str|Path=False, # True: continue from out/last.pt; or a checkpoint path
-              detailed:bool=True) -> dict:
+              detailed:bool=True,
+              overwrite:bool=False, # Replace a run that is already in `out` (else it is refused)
+             ) -> dict:
     "Train the run `cfg` into `out`; return `{'history', 'best', 'best_epoch', 'monitor', 'out'}`."
     set_threads()
     get_loss(cfg.loss, **cfg.loss_options)  # a bad name or option fails now, before any data is read
+    lock = claim_run_folder(out, resume=bool(resume), overwrite=overwrite) if is_main() else None
+    try: return _train_run(cfg, Path(out), device, progress, resume, detailed)
+    finally:
+        if lock is not None: lock.unlink(missing_ok=True)
+
+def _train_run(cfg, out, device, progress, resume, detailed) -> dict:
     splits = load_splits(cfg)
     in_channels = int(splits['train'][0][0].shape[0])
     spec = model_spec(cfg, in_channels)
     torch.manual_seed(cfg.seed)
     model = get_model(spec['name'], **spec['kwargs'])
     if resume is True:
-        resume = Path(out)/'last.pt'
+        resume = out/'last.pt'
         if not resume.is_file(): raise FileNotFoundError(f"resume: no checkpoint {resume} to continue from")
-    history = fit(model, splits['train'], splits['val'], **fit_arguments(cfg, in_channels),
-                  device=device, progress=progress, detailed=detailed, out=out, resume=resume or None, model_spec=spec, config=asdict(cfg))
+        _restore_best(out)
+    history = fit(model, splits['train'], splits['val'], **fit_arguments(cfg, in_channels), device=device, progress=progress, detailed=detailed,
+                  out=out, resume=resume or None, model_spec=spec, config=asdict(cfg), extra=split_record(splits))
     ck = load_checkpoint(Path(out)/'last.pt')
     return dict(history=history, best=ck['best'], best_epoch=ck['best_epoch'], monitor=ck['monitor'], out=str(out))
