@@ -56,7 +56,9 @@ STUDIES = {
 }
 
 # %% ../../nbs/api/course/06_studies.ipynb #1d5af4cd
-def _slug(label:str) -> str: return re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-')
+def _slug(label:str) -> str:
+    "A folder name for a run's label: 'U-Net++' -> 'u-netpp', apart from 'U-Net' -> 'u-net'."
+    return re.sub(r'[^a-z0-9]+', '-', label.lower().replace('+', 'p')).strip('-')
 
 def _row(ev:dict) -> dict:
     "The figures of one evaluation: per-patient Dice mean and median, and the pooled metrics at the run's threshold."
@@ -121,12 +123,14 @@ def _thresholds(runs:dict, out:Path, budget, seeds, progress) -> tuple:
         history, minutes = _train(run, folder, budget, progress)
         val, ids, truth, probs = _probabilities(folder, run)
         cases = sorted(set(ids)); choose = {c for c in cases[::2]}
-        a = torch.tensor([c in choose for c in ids]); b = ~a
+        if len(cases) > 1: a, split = torch.tensor([c in choose for c in ids]), f'{len(choose)} to choose, {len(cases) - len(choose)} to score'
+        else: a, split = torch.arange(len(ids)) % 2 == 0, '1 held-out case: even slices to choose, odd to score'  # too few patients (a sample) to split by patient
+        b = ~a
         for criterion in ('dice', 'gmean', 'youden'):
             t = select_threshold(probs[a], truth[a], criterion=criterion)
             scores = score_threshold(t, probs[b], truth[b], metrics=('dice', 'iou', 'sensitivity', 'specificity', 'precision'))
             per_seed.append(dict(run=f'chosen by {criterion}', seed=seed, threshold=float(t), **{k: float(v) for k, v in scores.items() if k != 'threshold'},
-                                 epochs=len(history), minutes=minutes, cases=f'{len(choose)} to choose, {len(cases) - len(choose)} to score'))
+                                 epochs=len(history), minutes=minutes, cases=split))
     for crit in ('dice', 'gmean', 'youden'):
         mine = [r for r in per_seed if r['run'] == f'chosen by {crit}']
         rows.append({**mine[0], **{k: float(np.mean([r[k] for r in mine])) for k in ('threshold', 'dice', 'iou', 'sensitivity', 'specificity', 'precision', 'minutes')}})
