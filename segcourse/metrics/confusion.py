@@ -121,6 +121,7 @@ def as_scores(probs, # Probabilities or scores; (H,W), (D,H,W), B 1 H W [D]
     p, p_np = _to_tensor(probs, 'probs'); t, t_np = _to_tensor(target, 'target')
     if tuple(p.shape) != tuple(t.shape): raise ValueError(f"probs and target must have the same shape, got {tuple(p.shape)} and {tuple(t.shape)}")
     batched, spatial = _spatial(p.shape, 'probs')
+    if p.numel() == 0: raise ValueError(f"probs and target hold no pixels (shape {tuple(p.shape)}): nothing to score")
     n = p.shape[0] if batched else 1
     if not p.is_floating_point(): p = p.float()
     t = _binary(t.to(p.device), 'target').reshape(n, -1)
