@@ -7,7 +7,7 @@ import torch
 import numpy as np
 
 from segcourse.losses import (
-    LOSSES, get_loss, DeepSupervisionLoss, DiceBCELoss, soft_dice_loss, generalised_dice_loss, distance_maps,
+    LOSSES, BINARY_LOSSES, get_loss, DeepSupervisionLoss, DiceBCELoss, soft_dice_loss, generalised_dice_loss, distance_maps,
     DistanceMapCache)
 
 torch.set_num_threads(1)
@@ -59,7 +59,7 @@ HAND = {
 
 
 def test_hand_values_cover_the_registry():
-    assert set(HAND) == set(LOSSES)
+    assert set(HAND) == set(BINARY_LOSSES)
 
 
 @pytest.mark.parametrize('name', HAND)
@@ -70,7 +70,7 @@ def test_hand_value(name):
     assert make(name)(*example(torch.float64)).item() == pytest.approx(HAND[name], abs=1e-8)
 
 
-@pytest.mark.parametrize('name', LOSSES)
+@pytest.mark.parametrize('name', BINARY_LOSSES)
 def test_reductions_and_batch(name):
     logits, target = example()
     batch_logits, batch_target = logits.repeat(3, 1, 1, 1), target.repeat(3, 1, 1, 1)
@@ -81,7 +81,7 @@ def test_reductions_and_batch(name):
     assert make(name)(batch_logits, batch_target[:, 0]).item() == pytest.approx(HAND[name], abs=1e-6)  # B H W target
 
 
-@pytest.mark.parametrize('name', LOSSES)
+@pytest.mark.parametrize('name', BINARY_LOSSES)
 def test_3d_and_several_channels(name):
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 2, 4, 4, 3, generator=gen).requires_grad_()
@@ -91,7 +91,7 @@ def test_3d_and_several_channels(name):
     assert torch.isfinite(value) and torch.isfinite(logits.grad).all()
 
 
-@pytest.mark.parametrize('name', LOSSES)
+@pytest.mark.parametrize('name', BINARY_LOSSES)
 def test_bad_inputs(name):
     logits, target = example()
     with pytest.raises(ValueError, match='does not match'): make(name)(logits, target[..., :1])
@@ -146,7 +146,7 @@ CASES = {
 
 
 @pytest.mark.parametrize('case', CASES)
-@pytest.mark.parametrize('name', LOSSES)
+@pytest.mark.parametrize('name', BINARY_LOSSES)
 def test_finite_loss_and_gradient(name, case):
     logits, target = CASES[case]
     logits = logits.clone().requires_grad_()
@@ -158,7 +158,7 @@ def test_finite_loss_and_gradient(name, case):
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize('name', LOSSES)
+@pytest.mark.parametrize('name', BINARY_LOSSES)
 def test_autocast(name, dtype):
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(1, 1, 3, padding=1)
@@ -175,7 +175,7 @@ def test_autocast(name, dtype):
     assert all(torch.isfinite(p.grad).all() for p in conv.parameters())
 
 
-@pytest.mark.parametrize('name', LOSSES)
+@pytest.mark.parametrize('name', BINARY_LOSSES)
 def test_gradcheck(name):
     gen = torch.Generator().manual_seed(0)
     sign = torch.where(torch.rand(2, 1, 4, 4, generator=gen) > 0.5, 1., -1.)
@@ -208,7 +208,7 @@ def test_torch_distance_maps_match_scipy(shape, seed):
         distance_maps(masks, cache=DistanceMapCache(), backend='torch')
 
 
-@pytest.mark.parametrize('name', LOSSES)
+@pytest.mark.parametrize('name', BINARY_LOSSES)
 def test_modules_pickle_and_copy(name):
     import copy, io, pickle
     loss = make(name, reduction='sum')

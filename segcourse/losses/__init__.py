@@ -12,6 +12,7 @@ from .distribution import *
 from .region import *
 from .boundary import *
 from .compound import *
+from .multiclass import *
 from .registry import *
 
-__all__ = [name for module in ('base', 'distribution', 'region', 'boundary', 'compound', 'registry') for name in importlib.import_module(f'segcourse.losses.{module}').__all__]
+__all__ = [name for module in ('base', 'distribution', 'region', 'boundary', 'compound', 'multiclass', 'registry') for name in importlib.import_module(f'segcourse.losses.{module}').__all__]
