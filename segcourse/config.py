@@ -55,6 +55,8 @@ class RunConfig:
     case_pattern:str|None = option(None, 'data', "folders: a regular expression whose group is the case in a file's name, e.g. '(.+)_\\d+' (default: inferred from <case>_<n> names or a folder per case)")
     slice_axis:int|None = option(None, 'data', "NIfTI: slice the volumes along this axis, 0 to 2, or 'none' for the one with the coarsest spacing")
     label:int|None = option(None, 'data', "NIfTI: the label value that is the foreground, or 'none' for every value above 0")
+    classes:int = option(1, 'data', "NIfTI: foreground classes K. 1: binary (labels above 0, or --label, against the rest); K > 1: label maps 0..K, "
+                         "K + 1 outputs with a softmax, loss dice_ce (dice_bce is read as dice_ce), metrics per class")
     ct_window:tuple|None = option(None, 'data', "NIfTI CT: clip intensities to LOW,HIGH Hounsfield units and scale them to [0, 1], e.g. -1000,400 (default: MRI normalisation, percentiles and z-score per volume)", metavar='LOW,HIGH')
     on_error:str = option('raise', 'data', 'a bad file (unreadable, wrong size, odd channels, non-binary mask): raise, or skip it and list it')
     # model
@@ -141,6 +143,9 @@ class RunConfig:
         check_option('channels', self.channels, CHANNELS)
         if self.folds is not None and self.val_fraction != 0.2: raise ValueError(f"val_fraction={self.val_fraction} has no effect with folds={self.folds}: each fold holds out 1/folds of the cases; leave val_fraction out")
         if isinstance(self.augment, str): check_option('augment', self.augment, AUGMENT)
+        if int(self.classes) != self.classes or self.classes < 1: raise ValueError(f"classes must be a whole number >= 1 (the foreground classes; 1 is binary), got {self.classes!r}")
+        if self.classes > 1 and self.label is not None: raise ValueError(f"label={self.label} picks one class as the foreground of a binary run; it cannot go with classes={self.classes}")
+        if self.classes > 1 and self.loss == 'dice_bce': self.loss = 'dice_ce'  # Dice + cross-entropy, in its softmax form
         if self.slice_axis is not None and self.slice_axis not in (0, 1, 2): raise ValueError(f"slice_axis must be 0, 1, 2 or None, got {self.slice_axis!r}")
         if self.ct_window is not None:
             if len(self.ct_window) != 2 or not float(self.ct_window[1]) > float(self.ct_window[0]): raise ValueError(f"ct_window must be (low, high) with high > low, got {self.ct_window!r}")

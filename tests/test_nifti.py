@@ -115,3 +115,50 @@ def test_volumes_pack_into_one_file(nnunet, tmp_path):
     packed, volumes = PackedDataset(tmp_path/'volumes.npz'), NiftiDataset(nnunet)
     assert packed.case_ids == volumes.case_ids
     assert np.allclose(packed[5][0].numpy(), volumes[5][0].numpy()) and np.array_equal(packed[5][1].numpy(), volumes[5][1].numpy())
+
+
+@pytest.fixture(scope='module')
+def classes_run(nnunet, tmp_path_factory):
+    out = tmp_path_factory.mktemp('classes')/'run'
+    r = ok(run('train', *QUICK, '--data', f'nifti:{nnunet}', '--classes', '2', '--val-fraction', '0.25', '--out', out))
+    return out, r
+
+def test_three_classes_train_and_evaluate_from_the_command_line(classes_run):
+    out, r = classes_run
+    cfg = json.loads((out/'config.json').read_text())
+    assert (cfg['run']['classes'], cfg['run']['loss'], cfg['model']['kwargs']['out_channels']) == (2, 'dice_ce', 3)
+    history = json.loads((out/'history.json').read_text())
+    assert {'val_dice_class1', 'val_dice_class2'} <= set(history[-1] if isinstance(history, list) else history['history'][-1])
+    ev = ok(run('evaluate', '--checkpoint', out/'last.pt')).stdout
+    for expected in ('halo', 'core', 'mean of classes', 'HD95 mm', 'Dice per case and class'): assert expected in ev, ev
+
+def test_several_classes_predict_label_maps(classes_run, nnunet, tmp_path):
+    out, _ = classes_run
+    image = nnunet/'imagesTr'/'phantoms_000_0000.nii.gz'
+    ok(run('predict', '--checkpoint', out/'last.pt', '--input', image, '--out', tmp_path/'pred', '--probabilities', '--no-progress'))
+    written, source = nib.load(str(tmp_path/'pred'/'phantoms_000.nii.gz')), nib.load(str(image))
+    assert written.shape == source.shape and np.allclose(written.affine, source.affine)
+    assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2}
+    assert nib.load(str(tmp_path/'pred'/'phantoms_000_prob.nii.gz')).shape == (*source.shape, 3)  # background, halo, core
+
+@pytest.mark.parametrize('args, message', [
+    (['--classes', '3'], "declares 3 labels"),
+    (['--classes', '2', '--loss', 'focal'], "loss 'focal' is binary"),
+    (['--classes', '2', '--label', '1'], "cannot go with classes=2"),
+    (['--loss', 'dice_ce'], "is for several classes"),
+])
+def test_several_classes_refuse_what_does_not_fit(nnunet, tmp_path, args, message):
+    r = run('train', *QUICK, '--data', f'nifti:{nnunet}', *args, '--out', tmp_path/'run')
+    assert r.returncode != 0 and message in r.stderr, r.stderr[-1000:]
+
+def test_binary_tools_refuse_several_classes():
+    import torch
+    from segcourse.metrics import select_threshold
+    from segcourse.models.prob_unet import ProbUNet
+    probs, target = torch.rand(2, 3, 8, 8), torch.zeros(2, 3, 8, 8, dtype=torch.bool)
+    with pytest.raises(ValueError, match='channels'): select_threshold(probs, target)
+    with pytest.raises(ValueError, match='binary'): ProbUNet(out_channels=3)
+
+def test_classes_need_label_maps_of_nifti_data(tmp_path):
+    r = run('train', *QUICK, '--classes', '2', '--out', tmp_path/'run')
+    assert r.returncode != 0 and 'reads label maps of NIfTI volumes' in r.stderr, r.stderr[-1000:]

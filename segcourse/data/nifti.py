@@ -151,10 +151,11 @@ def slicing_axis(spacing, # Voxel spacing of a volume (mm), 3 values
 RECENT_VOLUMES = 4  # decoded volumes kept without the cache
 
 class NiftiDataset(FileDataset):
-    "2D slices of NIfTI volumes: image `C H W` (one channel per `_000k` file, normalised per volume), mask `1 H W`."
+    "2D slices of NIfTI volumes: image `C H W` (one channel per `_000k` file, normalised per volume), mask `1 H W` (binary, or labels 0..K with `classes=K`)."
     def __init__(self, root:str|os.PathLike, # An nnU-Net raw dataset or a folder of <case>.nii.gz and <case>_seg.nii.gz
                  axis:int|None=None, # The axis to slice along; default: the one with the coarsest spacing
                  label:int|None=None, # Foreground: this class only; default every label above 0
+                 classes:int=1, # K > 1: keep the label maps (values 0..K) instead of a binary mask
                  ct_window:tuple|None=None, # `(low, high)` Hounsfield units for CT; default MRI normalisation
                  size:int|tuple|None=None, # Resize every slice to this `(H, W)`
                  transform=None, # Paired transform `(image, mask) -> (image, mask)`
@@ -164,10 +165,13 @@ class NiftiDataset(FileDataset):
         super().__init__(size=size, cache=cache, transform=transform)
         check_option('on_error', on_error, ON_ERROR)
         if axis is not None: slicing_axis((1, 1, 1), axis)  # checked now
-        self.root, self.axis_choice, self.label, self.ct_window = Path(root), axis, label, ct_window
+        if int(classes) != classes or classes < 1 or (classes > 1 and label is not None): raise ValueError(f"classes must be a whole number >= 1 and, above 1, without label; got classes={classes!r}, label={label!r}")
+        self.root, self.axis_choice, self.label, self.n_classes, self.ct_window = Path(root), axis, label, int(classes), ct_window
         self.cases, self.info = nifti_cases(root)
         declared = self.info.get('labels')
         self.classes = sorted(int(v) for v in declared.values()) if isinstance(declared, dict) else None
+        if self.n_classes > 1 and self.classes is not None and len(self.classes) != self.n_classes + 1:
+            raise FileProblem(self.root/'dataset.json', f"declares {len(self.classes)} labels {declared}, that is {len(self.classes) - 1} foreground class(es), not classes={self.n_classes}")
         self._volumes, self.items, problems = {}, [], []
         for case in self.cases:
             try: vol = self.volume(case)
@@ -191,7 +195,8 @@ class NiftiDataset(FileDataset):
         found = {int(v) for v in values}
         if self.classes is not None and not found <= set(self.classes):
             raise FileProblem(label_file, f"has label value(s) {sorted(found - set(self.classes))} that dataset.json does not declare ({self.classes})")
-        mask = (labels == self.label) if self.label is not None else (labels > 0)
+        if self.n_classes > 1 and max(found) > self.n_classes: raise FileProblem(label_file, f"has label {max(found)}, above the {self.n_classes} classes asked for (labels 0 to {self.n_classes})")
+        mask = labels if self.n_classes > 1 else (labels == self.label) if self.label is not None else (labels > 0)
         axis = slicing_axis(spacing, self.axis_choice)
         vol = dict(image=image, mask=mask.astype(np.uint8), axis=axis, spacing=spacing, affine=affine)
         if not self.cache:  # keep the last few volumes: slices are read case by case

@@ -20,6 +20,7 @@ PACKED_KEYS = ('images', 'masks', 'mask_shape', 'case_ids', 'source')
 
 def _save_packed(target, images:np.ndarray, masks:np.ndarray, case_ids:list, source:str, part:tuple|None=None):
     "Write one packed `.npz` (a path or an open file): images as stored, masks as bits; a part also records `(k, n)`."
+    if masks.size and masks.max() > 1: raise ValueError(f"pack stores binary masks as bits, but these hold labels up to {int(masks.max())}: train on the label maps from their files (nifti:PATH --classes K)")
     np.savez_compressed(target, images=images, masks=np.packbits(masks), mask_shape=np.array(masks.shape),
                         case_ids=np.array(case_ids, dtype=str), source=np.array(source), **({} if part is None else {'part': np.array(part)}))
 

@@ -168,10 +168,10 @@ class FileDataset(Dataset):
         hit = self._cache.get(i)
         if hit is not None:
             image, packed, shape = hit
-            return image, np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape)
+            return (image, packed) if shape is None else (image, np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape))
         image, masks = self._read(i)
         if self.size is not None: image, masks = resize_arrays(image, masks, self.size)
-        if self.cache: self._cache[i] = (image, np.packbits(masks), masks.shape)
+        if self.cache: self._cache[i] = (image, np.packbits(masks), masks.shape) if masks.max(initial=0) <= 1 else (image, masks, None)  # label maps stay whole
         return image, masks
 
     def preload(self, threads:int=4, # Files decoded in parallel (Pillow releases the GIL while decoding)

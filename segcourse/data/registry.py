@@ -125,6 +125,7 @@ def load_dataset(cfg:RunConfig, kind:str|None=None, path:Path|None=None, seed_of
     if kind is None: kind, path = parse_data(cfg.data)
     for name, value in (('slice_axis', cfg.slice_axis), ('label', cfg.label), ('ct_window', cfg.ct_window)):
         if value is not None and kind != 'nifti': raise ValueError(f"{name}={value!r} applies to NIfTI volumes (nifti:PATH), but data {cfg.data} is {kind} data")
+    if cfg.classes > 1 and kind != 'nifti': raise ValueError(f"classes={cfg.classes} reads label maps of NIfTI volumes (nifti:PATH); data {cfg.data} is {kind} data, whose masks are binary")
     norm = input_transform(cfg)
     if kind == 'phantom':
         for name, value in (('normalize', cfg.normalize), ('crop', cfg.crop), ('context', cfg.context or 'none'), ('channels', cfg.channels if cfg.channels != 'all' else 'none')):
@@ -138,7 +139,7 @@ def load_dataset(cfg:RunConfig, kind:str|None=None, path:Path|None=None, seed_of
     size, transform = (None, None) if crop else (cfg.size, norm)  # a crop reads the stored size and resizes after
     if kind == 'lgg': ds = LGGDataset(path, channels=cfg.channels, size=size, cache=not crop, transform=transform)
     elif kind == 'packed': ds = PackedDataset(path, size=size, transform=transform)
-    elif kind == 'nifti': ds = NiftiDataset(path, axis=cfg.slice_axis, label=cfg.label, ct_window=cfg.ct_window, size=size, transform=transform, on_error=cfg.on_error)
+    elif kind == 'nifti': ds = NiftiDataset(path, axis=cfg.slice_axis, label=cfg.label, classes=cfg.classes, ct_window=cfg.ct_window, size=size, transform=transform, on_error=cfg.on_error)
     else:
         pats = folder_patterns(path)
         if pats is None: raise ValueError(f"data path {path} is not a known layout; {LAYOUTS_HELP}")

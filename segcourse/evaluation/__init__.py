@@ -10,5 +10,6 @@ import importlib
 from .evaluate import *
 from .crossval import *
 from .volumes import *
+from .classes import *
 
-__all__ = [name for module in ('evaluate', 'crossval', 'volumes') for name in importlib.import_module(f'segcourse.evaluation.{module}').__all__]
+__all__ = [name for module in ('evaluate', 'crossval', 'volumes', 'classes') for name in importlib.import_module(f'segcourse.evaluation.{module}').__all__]

@@ -57,6 +57,7 @@ def evaluate_folds(checkpoints:list, # One checkpoint per fold, from `segcourse 
     per_fold, per_case = [], []
     for k in order:
         ev = evaluate_checkpoint(paths[k], model=model, thresholds=thresholds, batch_size=batch_size, device=device, tta=tta, largest=largest)
+        if 'classes' in ev: raise ValueError(f"{paths[k]}: pooling the folds of a run with several classes is not implemented yet; evaluate each fold's checkpoint with evaluate_checkpoint")
         per_fold.append(dict(fold=cfgs[k].fold, checkpoint=str(paths[k]), epoch=ev['epoch'], cases=len(ev['per_case']), table=ev['table'],
                              **{m: ev[m] for m in ('case_dice_mean', 'case_dice_median', 'case_dice_largest_mean') if m in ev}))
         per_case += [dict(row, fold=cfgs[k].fold) for row in ev['per_case']]

@@ -23,6 +23,7 @@ from ..metrics.lesions import largest_per_case
 from ..metrics.selection import MetricTable, threshold_table
 from ..inference.predict import check_members, predict
 from .volumes import VOLUME_METRICS, summarize_volumes, volume_metrics
+from .classes import evaluate_classes, format_classes
 
 # %% auto #0
 __all__ = ['SPLITS', 'recorded_cases', 'data_for', 'evaluate_checkpoint', 'format_evaluation']
@@ -80,7 +81,13 @@ def evaluate_checkpoint(checkpoint:str|Path|list, # A checkpoint, or a list of t
     check_members(ckpts, paths, own_split=split != 'all')
     check_channels(nets[0], ds[0][0], f"data {cfg.data}")
     dev, ids = get_device(device), dataset_case_ids(ds)
-    members = torch.cat([predict(net.to(dev), ds, batch_size, dev, tta=tta) for net in nets], 1)  # N M h w: a channel per member
+    outputs = [predict(net.to(dev), ds, batch_size, dev, tta=tta) for net in nets]
+    head = dict(checkpoint=str(paths[0]) if len(paths) == 1 else [str(p) for p in paths], data=cfg.data, split=split, items=len(ds),
+                tta=tta, epoch=ckpts[0]['epoch'] if len(paths) == 1 else [c['epoch'] for c in ckpts])
+    if outputs[0].shape[1] > 1:  # several classes: no threshold; each class at the most probable
+        if largest: raise ValueError("largest keeps one connected component of a binary mask; this model predicts several classes")
+        return {**head, **evaluate_classes(torch.stack(outputs).mean(0), ds, nets, cfg, dev, tta)}
+    members = torch.cat(outputs, 1)  # N M h w: a channel per member
     if cfg.crop != 'none': members, truth = uncrop_items(members, ds, cfg.size)
     else: truth = torch.stack([ds[i][1] for i in range(len(ds))])
     truth, probs = truth > 0.5, members.mean(1, keepdim=True)
@@ -88,9 +95,7 @@ def evaluate_checkpoint(checkpoint:str|Path|list, # A checkpoint, or a list of t
     by_case = case_dice(probs, truth, ids, cfg.threshold)
     per_case = [dict(case=str(c), slices=ids.count(c), dice=d) for c, d in by_case.items()]
     s = summarize(list(by_case.values()))
-    ev = dict(checkpoint=str(paths[0]) if len(paths) == 1 else [str(p) for p in paths], data=cfg.data, split=split, items=len(ds),
-              threshold=cfg.threshold, tta=tta, table=table.rows, per_case=per_case, case_dice_mean=s['mean'], case_dice_median=s['median'],
-              epoch=ckpts[0]['epoch'] if len(paths) == 1 else [c['epoch'] for c in ckpts])
+    ev = dict(head, threshold=cfg.threshold, table=table.rows, per_case=per_case, case_dice_mean=s['mean'], case_dice_median=s['median'])
     if len(paths) > 1:
         ev['members'] = [dict(checkpoint=str(p), case_dice_mean=summarize(list(case_dice(members[:, [k]], truth, ids, cfg.threshold).values()))['mean'])
                          for k, p in enumerate(paths)]
@@ -109,8 +114,9 @@ def format_evaluation(ev:dict) -> str:
     "The evaluation as text: the threshold table, then the Dice per case."
     what = (f"checkpoint of epoch {ev['epoch']}" if 'members' not in ev else
             f"ensemble of {len(ev['members'])} checkpoints (epochs {', '.join(map(str, ev['epoch']))})")
-    lines = [f"{ev['data']} ({ev['split']}, {ev['items']} slices), {what}{', mirrored TTA' if ev.get('tta') else ''}", '',
-             repr(MetricTable(ev['table'])), '', f"Dice per case at threshold {ev['threshold']}:"]
+    lines = [f"{ev['data']} ({ev['split']}, {ev['items']} slices), {what}{', mirrored TTA' if ev.get('tta') else ''}", '']
+    if 'classes' in ev: return '\n'.join(lines + [format_classes(ev)])
+    lines += [repr(MetricTable(ev['table'])), '', f"Dice per case at threshold {ev['threshold']}:"]
     lines += [f"  {r['case']:<32} {r['slices']:>4} slices  {r['dice']:.4f}" + (f"  largest component {r['dice_largest']:.4f}" if 'dice_largest' in r else '')
               + (f"  on its grid: Dice {r['dice_volume']:.4f}, HD95 {r['hd95_mm']:.2f} mm, ASSD {r['assd_mm']:.2f} mm" if 'hd95_mm' in r else '')
               for r in ev['per_case']]

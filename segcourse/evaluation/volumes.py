@@ -27,20 +27,24 @@ def volume_metrics(nets:list, # Models on `device` (an ensemble: their mean)
                    threshold:float, # Foreground probability threshold
                    device=None, tta:bool=False, progress:bool=False,
                   ) -> list[dict]:
-    "Per case of `ds`: its Dice, HD95 and ASSD (mm) on the volume's own grid, with its spacing and slice count."
+    "Per case of `ds` (and per foreground class, `class`, if the model predicts several): Dice, HD95 and ASSD (mm) on the volume's own grid, with its spacing and shape."
     base = source_dataset(ds)
     if not isinstance(base, NiftiDataset): raise TypeError(f"volume_metrics needs NIfTI data (a NiftiDataset or a subset of one), got {type(base).__name__}")
     rows = []
     for case in tqdm(list(dict.fromkeys(dataset_case_ids(ds))), desc='volumes', disable=not progress):
         vol = base.volume(case)
         prob = predict_as_trained(nets, vol['image'], vol['axis'], cfg, device, tta=tta)
-        if len(prob) > 1: raise ValueError("volume_metrics: the model predicts several classes; per-class volume metrics are not implemented yet")
-        pred, truth = prob[0] >= threshold, vol['mask'] > 0
-        d = distance_metrics(pred, truth, ('hd95', 'assd'), spacing=vol['spacing'])
-        rows.append(dict(case=str(case), spacing=tuple(float(s) for s in vol['spacing']), shape=tuple(truth.shape),
-                         dice_volume=float(dice(pred, truth)), hd95_mm=float(d['hd95']), assd_mm=float(d['assd'])))
+        label = prob.argmax(0) if len(prob) > 1 else None  # several classes: each against the rest, at the most probable
+        for k in range(1, len(prob)) if label is not None else [None]:
+            pred, truth = (prob[0] >= threshold, vol['mask'] > 0) if k is None else (label == k, vol['mask'] == k)
+            d = distance_metrics(pred, truth, ('hd95', 'assd'), spacing=vol['spacing'])
+            rows.append(dict(case=str(case), **({} if k is None else {'class': k}), spacing=tuple(float(s) for s in vol['spacing']), shape=tuple(truth.shape),
+                             dice_volume=float(dice(pred, truth)), hd95_mm=float(d['hd95']), assd_mm=float(d['assd'])))
     return rows
 
-def summarize_volumes(rows:list) -> dict:
-    "`{metric: {'mean', 'median'}}` of the per-case volume metrics."
-    return {m: {k: summarize([r[m] for r in rows])[k] for k in ('mean', 'median')} for m in VOLUME_METRICS}
+def summarize_volumes(rows:list, # From `volume_metrics`
+                      k:int|None=None, # Only the rows of class `k` (several classes)
+                     ) -> dict:
+    "`{metric: {'mean', 'median'}}` of the per-case volume metrics (of one class)."
+    rows = [r for r in rows if r.get('class') == k]
+    return {m: {s: summarize([r[m] for r in rows])[s] for s in ('mean', 'median')} for m in VOLUME_METRICS}

@@ -43,7 +43,7 @@ class GaussianEncoder(nn.Module):
 # %% ../../nbs/api/models/06_prob_unet.ipynb #bcc38cb6
 class ProbUNet(nn.Module):
     "Probabilistic U-Net (Kohl et al. 2018): `B C_in H W -> B C_out H W` logits, one segmentation per latent draw."
-    def __init__(self, in_channels:int=1, out_channels:int=1, # Input channels; output channels (1: binary logits)
+    def __init__(self, in_channels:int=1, out_channels:int=1, # Input channels; output channels (1: binary logits, the only choice)
                  features:Sequence[int]=(16, 32, 64, 128), # U-Net widths per level, shallowest first
                  latent_dim:int=6, # Dimensions of the latent space
                  prior_features:Sequence[int]|None=None, # Widths of the prior and posterior encoders; default `features`
@@ -55,6 +55,7 @@ class ProbUNet(nn.Module):
                 ):
         super().__init__()
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0: raise ValueError(f"beta must be a number >= 0, got {beta!r}")
+        if out_channels != 1: raise ValueError(f"ProbUNet is binary (one output channel, a sigmoid per pixel): out_channels must be 1, got {out_channels}; for several classes train a UNet with classes=K")
         self.unet = UNet(in_channels, 1, features, norm=norm, up=up)
         self.unet.head = nn.Identity()  # keep the last feature map
         f0, self.latent_dim, self.beta = self.unet.features[0], latent_dim, float(beta)

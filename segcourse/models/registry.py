@@ -74,7 +74,7 @@ def summary_table(models:dict, # Name -> model
 # %% ../../nbs/api/models/07_registry.ipynb #d558020b
 def model_spec(cfg:RunConfig, in_channels:int) -> dict:
     "`{'name', 'kwargs'}` of the run's model, for `get_model`."
-    kw = dict(in_channels=in_channels, out_channels=1, features=list(cfg.features))
+    kw = dict(in_channels=in_channels, out_channels=cfg.classes + 1 if cfg.classes > 1 else 1, features=list(cfg.features))  # K classes: background too, for the softmax
     if cfg.norm != 'batch': kw['norm'] = None if cfg.norm == 'none' else cfg.norm
     return dict(name=cfg.model.lower(), kwargs={**kw, **cfg.model_options})
 

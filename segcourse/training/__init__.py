@@ -10,7 +10,8 @@ import importlib
 from .optim import *
 from .distributed import *
 from .loaders import *
+from .validation import *
 from .loop import *
 from .runs import *
 
-__all__ = [name for module in ('optim', 'distributed', 'loaders', 'loop', 'runs') for name in importlib.import_module(f'segcourse.training.{module}').__all__]
+__all__ = [name for module in ('optim', 'distributed', 'loaders', 'validation', 'loop', 'runs') for name in importlib.import_module(f'segcourse.training.{module}').__all__]

@@ -15,7 +15,7 @@ from .distributed import get_rank, get_world_size, is_distributed, shard
 
 # %% auto #0
 __all__ = ['lesion_sampler', 'lesion_weights', 'DistributedLesionSampler', 'make_loader', 'training_loader', 'validation_loader',
-           'loader_generators']
+           'loader_generators', 'to_device']
 
 # %% ../../nbs/api/training/03_loaders.ipynb #c7a89f4c
 def lesion_sampler(ds:Dataset, # A segcourse data set (with `item_info`)
@@ -82,3 +82,9 @@ def validation_loader(data:Dataset|None, batch_size:int, num_workers:int=0) -> t
 def loader_generators(loader:DataLoader) -> dict:
     "The random generators that decide the order of the training items (saved in checkpoints)."
     return {'loader': loader.generator, 'sampler': getattr(loader.sampler, 'generator', None)}
+
+# %% ../../nbs/api/training/03_loaders.ipynb #4679da1d
+def to_device(x:torch.Tensor, device, channels_last:bool=False) -> torch.Tensor:
+    "`x` on `device`, channels-last if asked (4D only)."
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
