@@ -154,6 +154,17 @@ def test_runtime_requirements_are_what_the_library_imports():
     assert used - declared - extras == set(), f'imported but not declared: {sorted(used - declared - extras)}'
     assert declared - used == set(), f'declared but not imported by the library: {sorted(declared - used)}'
 
+def test_the_lowest_versions_tested_are_inside_the_ranges():
+    "`.ci/lowest-py311.txt` (what .ci/lowest_check.sh installs) pins every runtime requirement but torch, each inside its range."
+    from packaging.requirements import Requirement
+    reqs = {Requirement(r).name.lower(): Requirement(r) for r in _settings()['requirements'].split()}
+    pins = dict(l.split('==') for l in (ROOT/'.ci'/'lowest-py311.txt').read_text().split('\n') if l and not l.startswith('#'))
+    assert set(pins) == set(reqs) - {'torch'}, f'pinned {sorted(pins)}, required {sorted(reqs)}'
+    outside = {n: (v, str(reqs[n].specifier)) for n, v in pins.items() if v not in reqs[n].specifier}
+    assert not outside, f'pins outside their ranges: {outside}'
+    floors = {n: next(s.version for s in r.specifier if s.operator == '>=') for n, r in reqs.items()}
+    assert all(pins[n].split('.')[0] == floors[n].split('.')[0] for n in pins), f'a pin left its floor\'s major version: {pins} vs {floors}'
+
 @pytest.mark.parametrize('extra, package, call', [
     ('kaggle', 'kagglehub', lambda tmp: __import__('segcourse.data.lgg', fromlist=['download_lgg']).download_lgg(tmp)),
     ('tensorboard', 'torch.utils.tensorboard', lambda tmp: __import__('segcourse.training.loop', fromlist=['fit']).fit(
