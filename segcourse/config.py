@@ -86,6 +86,7 @@ class RunConfig:
     seed:int = option(0, 'run', 'random seed')
     amp:bool|str = option(True, 'run', 'mixed precision: auto/on (CUDA only), bf16 (also on a CPU), fp16 or off')
     channels_last:bool = option(False, 'run', 'channels-last memory format')
+    compile:bool = option(False, 'run', 'compile the model with torch.compile (inductor, needs a C++ compiler on a CPU): the first epochs pay the compile time, later ones run faster; for long runs')
     patience:int|None = option(None, 'run', 'stop after this many epochs without improvement')
     time_limit:float|None = option(None, 'run', 'minutes of training at most (no epoch starts that would end later)')
     fit_to_time:bool = option(False, 'run', 'with --time-limit: after each epoch, plan as many epochs as fit at the pace so far (at most --epochs) and give the schedule that length')

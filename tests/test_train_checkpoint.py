@@ -158,3 +158,15 @@ def test_tensorboard_logs_scalars_and_overlays(tmp_path):
     ev = EventAccumulator(str(tmp_path/'tensorboard')).Reload()
     assert {'train_loss', 'val_dice'} <= set(ev.Tags()['scalars']) and 'val/overlay' in ev.Tags()['images']
     assert [e.step for e in ev.Scalars('val_dice')] == [1, 2]
+
+
+def test_compiled_training_keeps_plain_checkpoints_and_resumes(tmp_path):
+    "fit(compile=True): the compiled model trains, its checkpoints hold the plain model's keys, and a run resumed compiled goes on."
+    seed_everything(0); model = UNet(features=(4, 8))
+    history = fit(model, TRAIN, VAL, epochs=1, batch_size=8, progress=False, compile=True, out=tmp_path)
+    state = load_checkpoint(tmp_path/'last.pt')['model']
+    assert not any(k.startswith('_orig_mod.') for k in state) and set(state) == set(UNet(features=(4, 8)).state_dict())
+    plain = load_weights(UNet(features=(4, 8)), load_checkpoint(tmp_path/'last.pt'))
+    for (k, a), b in zip(model.state_dict().items(), plain.state_dict().values()): assert torch.equal(a, b), k
+    resumed = fit(UNet(features=(4, 8)), TRAIN, VAL, epochs=2, batch_size=8, progress=False, compile=True, out=tmp_path, resume=tmp_path/'last.pt')
+    assert [h['epoch'] for h in resumed] == [1, 2] and all(torch.isfinite(torch.tensor(h['train_loss'])) for h in resumed + history)

@@ -194,6 +194,7 @@ def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
         warmup_epochs:float=0.0, # Linear warm-up of the learning rate (constant, warmup, cosine, poly)
         amp:bool|str=False, # Mixed precision on CUDA: True/"auto", "bf16" or "fp16"; "bf16" also on a CPU
         channels_last:bool=False, # Channels-last memory format (faster convolutions on recent GPUs)
+        compile:bool=False, # `torch.compile` the model (inductor): the first epochs pay the compilation, later ones run faster; checkpoints hold the plain model
         grad_clip:float|None=None, # Clip the gradient norm to this value
         augment=None, # Batch transform `(x, y) -> (x, y)` run on the device
         detailed:bool=False, # Record the learning rate and Dice per slice and per case (mean and median)
@@ -229,6 +230,7 @@ def fit(model:nn.Module, train_data:Dataset, val_data:Dataset|None=None,
     sched, per_step = make_scheduler(opt, schedule, epochs, len(train_loader), warmup_epochs, plateau_mode=mode)
     amp_dtype, scaler = amp_setup(amp, device)
     net, generators = wrap_ddp(model, device), loader_generators(train_loader)
+    if compile: net = torch.compile(net)  # after DDP, as torch recommends; unwrap() saves the plain model's weights
     history, best, best_epoch, start, most = [], None, None, 1, epochs  # fit_to_time plans `epochs` anew, up to `most`
     if resume is not None:
         history, best, best_epoch, start, planned = _resume(resume, model, opt, sched, scaler, generators)
