@@ -159,6 +159,7 @@ def test_errors():
     with pytest.raises(ValueError, match="percentiles low=90, high=10"): PercentileClip(90, 10)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU here")
 def test_batch_on_gpu():
     x, y = torch.rand(4, 3, 64, 64, device='cuda'), (torch.rand(4, 1, 64, 64, device='cuda') > 0.9).float()
