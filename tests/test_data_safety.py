@@ -11,6 +11,7 @@ from PIL import Image
 from cli_helpers import run_command, run_in_process as run
 from data_paths import needs, sample
 from segcourse.checkpoint import load_checkpoint
+from segcourse.evaluation import evaluate_checkpoint
 from segcourse.data import PhantomDataset, write_lgg_case
 
 torch.set_num_threads(1)
@@ -111,6 +112,18 @@ def test_evaluate_keeps_the_recorded_split_after_a_case_is_added(tmp_path):
     r = run('evaluate', '--checkpoint', tmp_path/'run'/'last.pt', '--out', tmp_path)
     assert r.returncode == 0, r.stderr
     assert sorted(c['case'] for c in json.loads((tmp_path/'evaluation.json').read_text())['per_case']) == split['val']
+
+def test_evaluate_warns_when_a_held_out_case_changed(tmp_path):
+    "The checkpoint records each case's slice count: a held-out case that lost a slice since training is named."
+    data = lgg_copy(tmp_path, cases=4)
+    assert run('train', *QUICK, '--data', f'lgg:{data}', '--size', '32', '--val-fraction', '0.5', '--out', tmp_path/'run').returncode == 0
+    ckpt = load_checkpoint(tmp_path/'run'/'last.pt')
+    case = ckpt['split']['val'][0]
+    assert ckpt['slices'][case] == len(list((data/case).glob('*_mask.tif')))
+    image = sorted((data/case).glob('*_mask.tif'))[-1]
+    image.unlink(); image.with_name(image.name.replace('_mask', '')).unlink()
+    with pytest.warns(UserWarning, match=f"changed since it was trained \\({case}: {ckpt['slices'][case]} slices then, {ckpt['slices'][case] - 1} now"):
+        evaluate_checkpoint(tmp_path/'run'/'last.pt')
 
 # 6. every numeric argument checked
 @pytest.mark.parametrize('args, message', [

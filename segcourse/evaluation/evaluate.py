@@ -35,6 +35,7 @@ def recorded_cases(record:dict, # The `split` a checkpoint saved: `{'train': [id
                    ds, # The data set as it is now
                    split:str, # "train" or "val"
                    name:str, # The data argument, for messages
+                   slices:dict|None=None, # `{case: items}` the checkpoint recorded, to notice cases that changed
                   ):
     "The items of `ds` in the cases of `record[split]`: what the run trained or validated on, even if the data changed since."
     ids = [str(c) for c in dataset_case_ids(ds)]
@@ -45,6 +46,9 @@ def recorded_cases(record:dict, # The `split` a checkpoint saved: `{'train': [id
     if new: warnings.warn(f"{name} holds {len(new)} case(s) the run never saw ({', '.join(new[:3])}{', ...' if len(new) > 3 else ''}); "
                           f"they are not part of its {split} cases")
     keep = set(record[split])
+    changed = sorted(c for c in keep if slices and c in slices and slices[c] != ids.count(c))
+    if changed: warnings.warn(f"{name}: {len(changed)} of the run's {split} case(s) changed since it was trained ({', '.join(f'{c}: {slices[c]} slices then, {ids.count(c)} now' for c in changed[:3])}"
+                              f"{', ...' if len(changed) > 3 else ''}); the figures are not those of the data the run held out")
     return CaseSubset(ds, [i for i, c in enumerate(ids) if c in keep])
 
 def data_for(ckpt:dict, # A checkpoint read by `load_checkpoint`
@@ -64,7 +68,7 @@ def data_for(ckpt:dict, # A checkpoint read by `load_checkpoint`
                                            f"{', ...' if len(trained) > 3 else ''}): their figures are not held-out figures")
         return cfg, split, ds
     if kind == 'phantom' or not ckpt.get('split'): return cfg, split, load_splits(cfg)[split]  # phantoms are drawn anew; old checkpoints
-    return cfg, split, recorded_cases(ckpt['split'], load_dataset(cfg, kind, path), split, cfg.data)
+    return cfg, split, recorded_cases(ckpt['split'], load_dataset(cfg, kind, path), split, cfg.data, ckpt.get('slices'))
 
 def evaluate_checkpoint(checkpoint:str|Path|list, # A checkpoint, or a list of them: an ensemble (their probabilities averaged)
                         data:str|None=None, # Data argument; default: the run's own data

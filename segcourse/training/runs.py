@@ -5,6 +5,7 @@
 # %% ../../nbs/api/training/06_runs.ipynb #2863cda9
 from __future__ import annotations
 import inspect, os, shutil, warnings
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
@@ -88,8 +89,9 @@ def claim_run_folder(out:str|Path, # The run folder
 # %% ../../nbs/api/training/06_runs.ipynb #4842fde0
 def split_record(splits:dict, # `{'train', 'val'}` from `load_splits`
                 ) -> dict:
-    "`{'split': {'train': [case ids], 'val': [case ids]}}`, saved in every checkpoint so that evaluation scores the cases the run held out."
-    return {'split': {name: sorted(map(str, dict.fromkeys(dataset_case_ids(part)))) for name, part in splits.items()}}
+    "`{'split': {'train': [case ids], 'val': [case ids]}, 'slices': {case: items}}`, saved in every checkpoint so that evaluation scores the cases the run held out, and notices when they changed."
+    ids = {name: [str(c) for c in dataset_case_ids(part)] for name, part in splits.items()}
+    return {'split': {name: sorted(dict.fromkeys(v)) for name, v in ids.items()}, 'slices': dict(Counter(c for v in ids.values() for c in v))}
 
 def _restore_best(out:Path):
     "Before resuming: a `best.pt` lost to a kill is `last.pt` again if the best epoch was the last one; otherwise say that it is gone."
