@@ -57,12 +57,15 @@ def _amp(text:str):
     return choices[text.lower()]
 
 def _loss_option(text:str) -> tuple:
-    "`NAME=VALUE` as `(name, value)`: true/false, none, a number, else the text."
+    "`NAME=VALUE` as `(name, value)`: true/false, none, a number, numbers separated by commas (a list, e.g. class_weights=0.1,1,2), else the text."
     name, eq, value = text.partition('=')
     if not eq or not name.isidentifier(): raise argparse.ArgumentTypeError(f"expected NAME=VALUE such as pos_weight=9, got {text!r}")
     if value.lower() in ('true', 'false', 'none'): return name, {'true': True, 'false': False, 'none': None}[value.lower()]
     for number in (int, float):
         try: return name, number(value)
+        except ValueError: pass
+    if ',' in value:
+        try: return name, [float(v) for v in value.split(',')]
         except ValueError: pass
     return name, value
 

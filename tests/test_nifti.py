@@ -151,6 +151,13 @@ def test_several_classes_refuse_what_does_not_fit(nnunet, tmp_path, args, messag
     r = run('train', *QUICK, '--data', f'nifti:{nnunet}', *args, '--out', tmp_path/'run')
     assert r.returncode != 0 and message in r.stderr, r.stderr[-1000:]
 
+def test_class_weights_from_the_command_line(nnunet, tmp_path):
+    out = tmp_path/'run'
+    ok(run('train', *QUICK, '--data', f'nifti:{nnunet}', '--classes', '2', '--loss-option', 'class_weights=0.2,1,3', '--val-fraction', '0.25', '--out', out))
+    assert json.loads((out/'config.json').read_text())['run']['loss_options'] == {'class_weights': [0.2, 1.0, 3.0]}
+    r = run('train', *QUICK, '--data', f'nifti:{nnunet}', '--classes', '2', '--loss-option', 'class_weights=1,2', '--out', tmp_path/'bad')
+    assert r.returncode != 0 and '3 finite numbers' in r.stderr, r.stderr[-1000:]
+
 def test_binary_tools_refuse_several_classes():
     import torch
     from segcourse.metrics import select_threshold
