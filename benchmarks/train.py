@@ -119,13 +119,15 @@ def limit(a):
         eager, _ = step_seconds(make(), batch, size, channels, a.steps, a.repeats)
         row = dict(eager=eager, flops=3 * 2 * macs / eager)
         if a.compile:
-            row['compiled'], row['first'] = step_seconds(make(), batch, size, channels, a.steps, a.repeats, compiled=True)
+            try: row['compiled'], row['first'] = step_seconds(make(), batch, size, channels, a.steps, a.repeats, compiled=True)
+            except Exception as e: row['compile_error'] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
         results[name] = row
         print(f"    {name:<24s} {2 * macs / 1e9 / batch:6.2f} GFLOP per image forward, step {eager * 1e3:7.1f} ms, "
               f"achieved {row['flops'] / 1e9:6.1f} GFLOP/s = {row['flops'] / ceiling:5.1%} of the ceiling")
-        if a.compile:
+        if 'compile_error' in row: print(f"        torch.compile failed on this model: {row['compile_error']}")
+        elif a.compile:
             print(f"        torch.compile: step {row['compiled'] * 1e3:7.1f} ms, ratio {eager / row['compiled']:.2f} "
-                  f"(first step {row['first']:.0f} s, the compilation)")
+                  f"(first step {row['first']:.0f} s, the compilation; less where inductor's cache is warm)")
     if a.data:
         epoch_outside(a, results['segcourse UNet 8..128'])
     return results
