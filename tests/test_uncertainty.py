@@ -137,7 +137,7 @@ def test_with_annotator_lidc_arrays():
 # ProbUNet
 from segcourse.training import fit
 
-@pytest.mark.parametrize('cin, cout, hw', [(1, 1, (20, 28)), (3, 1, (17, 33)), (1, 3, (16, 16))])
+@pytest.mark.parametrize('cin, cout, hw', [(1, 1, (20, 28)), (3, 1, (17, 33))])
 def test_prob_unet_shapes_and_kl(cin, cout, hw):
     torch.manual_seed(0)
     net = ProbUNet(cin, cout, features=(4, 8, 16), latent_dim=5, prior_features=(4, 8)).eval()
@@ -150,6 +150,10 @@ def test_prob_unet_shapes_and_kl(cin, cout, hw):
     assert kl.shape == (3,) and (kl >= 0).all()
     s = predict_samples(net, x, n=4, seed=0)
     assert s.shape == (4, 3, cout, *hw) and (s >= 0).all() and (s <= 1).all()
+
+def test_prob_unet_is_binary():
+    "Several output channels are refused: its sampling, KL and training loss are those of one sigmoid channel."
+    with pytest.raises(ValueError, match='ProbUNet is binary'): ProbUNet(1, 3, features=(4, 8, 16))
 
 def test_prob_unet_kl_zero_for_equal_gaussians_and_positive_otherwise():
     enc = GaussianEncoder(1, (4,), latent_dim=3)
