@@ -189,7 +189,8 @@ def test_ctrl_c_says_interrupted_and_leaves_complete_files(tmp_path):
     "SIGINT to a real `segcourse train`: one line, exit 130, and every file of the run folder loads."
     env = dict(os.environ, OMP_NUM_THREADS='1', SEGCOURSE_THREADS='1', TQDM_DISABLE='1')
     proc = subprocess.Popen([sys.executable, '-m', 'segcourse', 'train', '--quick', '--no-progress', '--epochs', '200', '--out', str(tmp_path/'run')],
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # a shell's background job ignores SIGINT, and its children inherit that
     deadline = time.time() + 120
     while not (tmp_path/'run'/'last.pt').exists() and time.time() < deadline: time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
