@@ -146,10 +146,12 @@ def epoch_outside(a, unet):
     args = {**fit_arguments(cfg, 3), 'epochs': 2, 'progress': False, 'detailed': True, 'amp': False}
     history = fit(UNet(in_channels=3, features=cfg.features), splits['train'], splits['val'], **args)
     epoch = history[-1]['seconds']  # the second epoch: caches warm
-    steps = -(-len(splits['train']) // a.limit_batch)
-    model_time = steps * unet['eager'] + len(splits['val']) / a.limit_batch * unet['eager'] / 3  # validation: a forward pass, a third of a step
+    from segcourse.training.loaders import training_loader
+    steps = len(training_loader(splits['train'], a.limit_batch, cfg.lesion_share, 0, cfg.seed))  # the batches fit draws per epoch
+    model_time = steps * unet['eager'] + len(splits['val']) / a.limit_batch * unet['eager'] / 3  # validation: a forward pass, about a third of a step
     print(f"    a real epoch on {cfg.data} ({len(splits['train'])} training, {len(splits['val'])} validation slices): {epoch:.1f} s; "
-          f"the model's passes about {model_time:.1f} s; outside the model (loading, augmentation, validation metrics): {1 - model_time / epoch:.0%}")
+          f"{steps} training steps; the model's passes about {model_time:.1f} s (an estimate from the step above); "
+          f"outside the model (loading, augmentation, validation metrics): about {max(0.0, 1 - model_time / epoch):.0%}")
     if a.compile:
         gained = (1800 - unet['first']) / (epoch - steps * (unet['eager'] - unet['compiled'])) / (1800 / epoch)
         print(f"    epochs in 30 minutes at this pace: eager {1800 / epoch:.0f}, compiled about {(1800 - unet['first']) / (epoch - steps * (unet['eager'] - unet['compiled'])):.0f} "
