@@ -63,6 +63,9 @@ Measured so, 2 cores, one run each, mean per-case Dice with `--tta` (without):
   0.675, 0.821, 0.730 and 0.848 with `--tta` (43, 48, 53 and 58 epochs; 0.612, 0.821, 0.726 and 0.848 with `--largest`). Over
   their 32 patients: mean 0.769, median 0.836 (with `--largest` 0.752 and 0.836). By hospital: 7 CS patients 0.54, 8 DU 0.78,
   8 FG 0.87, 9 HT 0.85; none of the CS patients has a missing sequence. Fold 4 was not finished in the session.
+- session 11, fold 0 again (the same split, `--data packed:lgg-dev-256.npz --folds 5 --fold 0 --val-fraction 0.2`): epochs now
+  take about 12 s (they took 30-36 s in session 9), so 128 epochs fit in 29.3 minutes instead of 43, yet the fold scored 0.670 with
+  `--tta` (median 0.666; 0.587 with `--largest`) against 0.675: more epochs alone did not help; the recipe was tuned for ~50.
 """
 import argparse, os, tempfile, time
 from dataclasses import asdict
