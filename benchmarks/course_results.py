@@ -8,7 +8,7 @@ training). Each study trains every run within its budget (minutes per run, `fit_
 on the held-out patients. The budgets make each lesson's full mode 10 to 30 minutes on two CPU cores.
 Run it on an otherwise idle machine: the load is stored with the results.
 """
-import argparse, contextlib, io, tempfile, time
+import argparse, contextlib, io, sys, tempfile, time
 from pathlib import Path
 
 from segcourse.config import RunConfig
@@ -16,7 +16,7 @@ from segcourse.core import set_threads
 from segcourse.data.registry import load_dataset
 from segcourse.data.packed import pack_dataset
 from segcourse.data.sources import find_data
-from segcourse.course.studies import STUDIES, format_study, run_study, save_study
+from segcourse.course.studies import STUDIES, format_study, measured, merge_studies, run_study, save_study
 
 BUDGETS = {'models-lidc': 4.0, 'pos-weight-lidc': 4.0, 'models-lgg': 7.0, 'losses-optimizers-lgg': 3.0,  # minutes per run
            'thresholds-lgg': 10.0, 'ensemble-lidc': 3.0, 'skips-noise-lgg': 8.0}
@@ -28,6 +28,8 @@ def main():
     ap.add_argument('--study', nargs='+', default=list(BUDGETS), choices=list(BUDGETS))
     ap.add_argument('--seeds', nargs='+', type=int, default=[0])
     ap.add_argument('--budget', type=float, help='minutes per run for every study (default: each study its own)')
+    ap.add_argument('--measured', type=Path, help='folder of the stored studies (default: segcourse/course/measured/)')
+    ap.add_argument('--add-seeds', action='store_true', help="add these seeds to the stored study (its budget, on its split) instead of replacing it")
     a = ap.parse_args()
     print(f"torch threads {set_threads()}")
     packed = {}
@@ -41,10 +43,19 @@ def main():
                 packed[data] = f'packed:{out}'
             run_data = packed[data]
         else: run_data = data
-        start = time.perf_counter()
-        study = run_study(name, run_data, budget=a.budget or BUDGETS[name], seeds=tuple(a.seeds))
+        start, budget, stored = time.perf_counter(), a.budget or BUDGETS[name], measured(name, a.measured) if a.add_seeds else None
+        if a.add_seeds and stored is None: sys.exit(f"--add-seeds: no stored study {name!r} to add to")
+        split = stored.get('split_seed', stored['seeds'][0]) if stored else a.seeds[0]
+        if stored:
+            try: merge_studies(stored, dict(name=name, budget=budget, split_seed=split, data=data, seeds=a.seeds, rows=[], per_seed=[]))  # refuse before training
+            except ValueError as e: sys.exit(f'--add-seeds: {e}')
+        study = run_study(name, run_data, budget=budget, seeds=tuple(a.seeds), split_seed=split)
         study['data'] = data  # the data set, not the temporary pack
-        path = save_study(study, note=f"{SOURCES[kind]}; {len(a.seeds)} seed(s); {(time.perf_counter() - start) / 60:.0f} minutes in all")
+        note = f"{SOURCES[kind]}; {len(a.seeds)} seed(s); {(time.perf_counter() - start) / 60:.0f} minutes in all"
+        if stored:
+            note = f"{SOURCES[kind]}; seeds {a.seeds} added on {time.strftime('%Y-%m-%d')} ({(time.perf_counter() - start) / 60:.0f} minutes) to seeds {stored['seeds']} of {stored['date']} (load {stored['load']})"
+            study = merge_studies(stored, study)
+        path = save_study(study, a.measured/f'{name}.json' if a.measured else None, note=note)
         print(format_study(study)); print(f"wrote {path}\n", flush=True)
 
 if __name__ == '__main__':

@@ -24,8 +24,8 @@ from ..evaluation.evaluate import evaluate_checkpoint
 from ..robustness.corruptions import robustness_sweep
 
 # %% auto #0
-__all__ = ['STUDIES', 'EVALUATIONS', 'MEASURED', 'record', 'run_study', 'imbalance_study', 'save_study', 'measured',
-           'format_study']
+__all__ = ['STUDIES', 'EVALUATIONS', 'GROUPS', 'MEASURED', 'record', 'summarise_study', 'run_study', 'imbalance_study',
+           'save_study', 'measured', 'merge_studies', 'format_study']
 
 # %% ../../nbs/api/course/06_studies.ipynb #8f2b88b6
 def _lgg(data:str, **kw) -> RunConfig:
@@ -60,6 +60,10 @@ def _slug(label:str) -> str:
     "A folder name for a run's label: 'U-Net++' -> 'u-netpp', apart from 'U-Net' -> 'u-net'."
     return re.sub(r'[^a-z0-9]+', '-', label.lower().replace('+', 'p')).strip('-')
 
+def _load() -> float:
+    "The machine's load (one-minute average) now: stored beside each measured run."
+    return round(os.getloadavg()[0], 1)
+
 def _row(ev:dict) -> dict:
     "The figures of one evaluation: per-patient Dice mean and median, and the pooled metrics at the run's threshold."
     at = next(r for r in ev['table'] if r['threshold'] == ev['threshold'])
@@ -91,22 +95,33 @@ def _train(cfg:RunConfig, folder:Path, budget, progress) -> tuple:
     history = train_run(cfg, folder, progress=progress)['history']
     return history, (time.perf_counter() - start) / 60
 
-def _compare(runs:dict, out:Path, budget, seeds, progress) -> tuple:
-    "Each run per seed, evaluated on its held-out patients: rows (mean over seeds) and the per-seed rows."
-    rows, per_seed = [], []
+def _summarise(per_seed:list, by=('run',)) -> list:
+    "Per-seed rows grouped by the fields `by` (in order of first appearance): the mean over seeds of every number (epochs rounded), the other fields of the first, and with several seeds the spread `sd_<score>` of the first score."
+    groups = {}
+    for r in per_seed: groups.setdefault(tuple(r[k] for k in by), []).append(r)
+    rows = []
+    for mine in groups.values():
+        row = {k: v for k, v in mine[0].items() if k not in ('seed', 'load')}
+        for k, v in row.items():
+            if k not in by and k != 'cases' and isinstance(v, (int, float)): row[k] = float(np.mean([r[k] for r in mine]))
+        if 'epochs' in row: row['epochs'] = round(row['epochs'])
+        if len(mine) > 1:
+            score = next(k for k in ('dice_case_mean', 'dice') if k in row)
+            row[f'sd_{score}'] = float(np.std([r[score] for r in mine]))
+        rows.append(row)
+    return rows
+
+def _compare(runs:dict, out:Path, budget, seeds, split_seed, progress) -> tuple:
+    "Each run per seed, evaluated on its held-out patients: the all-background row and the per-seed rows."
+    baseline, per_seed = [], []
     for label, cfg in runs.items():
         for seed in seeds:
-            run, folder = replace(cfg, seed=seed, split_seed=seeds[0]), out/f'{_slug(label)}-seed{seed}'
+            run, folder = replace(cfg, seed=seed, split_seed=split_seed), out/f'{_slug(label)}-seed{seed}'
             history, minutes = _train(run, folder, budget, progress)
             ev = evaluate_checkpoint(folder/'last.pt')
-            per_seed.append(dict(run=label, seed=seed, **_row(ev), epochs=len(history), minutes=minutes))
-            if not rows: rows.append(_baseline(run, ev))
-        mine = [r for r in per_seed if r['run'] == label]
-        row = dict(run=label, **{k: float(np.mean([r[k] for r in mine])) for k in ('dice_case_mean', 'dice_case_median', 'dice', 'sensitivity', 'precision', 'minutes')},
-                   epochs=round(float(np.mean([r['epochs'] for r in mine]))), cases=rows[0]['cases'])
-        if len(seeds) > 1: row['sd_dice_case_mean'] = float(np.std([r['dice_case_mean'] for r in mine]))
-        rows.append(row)
-    return rows, per_seed
+            per_seed.append(dict(run=label, seed=seed, **_row(ev), epochs=len(history), minutes=minutes, load=_load()))
+            if not baseline: baseline.append(_baseline(run, ev))
+    return baseline, per_seed
 
 def _probabilities(folder:Path, cfg:RunConfig) -> tuple:
     "The held-out items of `cfg`, their case ids, targets and the probabilities of the run in `folder`."
@@ -114,12 +129,12 @@ def _probabilities(folder:Path, cfg:RunConfig) -> tuple:
     probs = predict(model_from_checkpoint(folder/'last.pt'), val)
     return val, dataset_case_ids(val), torch.stack([val[i][1] for i in range(len(val))]) > 0.5, probs
 
-def _thresholds(runs:dict, out:Path, budget, seeds, progress) -> tuple:
+def _thresholds(runs:dict, out:Path, budget, seeds, split_seed, progress) -> tuple:
     "One run per seed; thresholds chosen by each criterion on half of the held-out patients, scored on the other half."
-    rows, per_seed = [], []
+    per_seed = []
     (label, cfg), = runs.items()
     for seed in seeds:
-        run, folder = replace(cfg, seed=seed, split_seed=seeds[0]), out/f'{_slug(label)}-seed{seed}'
+        run, folder = replace(cfg, seed=seed, split_seed=split_seed), out/f'{_slug(label)}-seed{seed}'
         history, minutes = _train(run, folder, budget, progress)
         val, ids, truth, probs = _probabilities(folder, run)
         cases = sorted(set(ids)); choose = {c for c in cases[::2]}
@@ -130,55 +145,66 @@ def _thresholds(runs:dict, out:Path, budget, seeds, progress) -> tuple:
             t = select_threshold(probs[a], truth[a], criterion=criterion)
             scores = score_threshold(t, probs[b], truth[b], metrics=('dice', 'iou', 'sensitivity', 'specificity', 'precision'))
             per_seed.append(dict(run=f'chosen by {criterion}', seed=seed, threshold=float(t), **{k: float(v) for k, v in scores.items() if k != 'threshold'},
-                                 epochs=len(history), minutes=minutes, cases=split))
-    for crit in ('dice', 'gmean', 'youden'):
-        mine = [r for r in per_seed if r['run'] == f'chosen by {crit}']
-        rows.append({**mine[0], **{k: float(np.mean([r[k] for r in mine])) for k in ('threshold', 'dice', 'iou', 'sensitivity', 'specificity', 'precision', 'minutes')}})
-        rows[-1].pop('seed')
-    return rows, per_seed
+                                 epochs=len(history), minutes=minutes, cases=split, load=_load()))
+    return [], per_seed
 
-def _ensemble(runs:dict, out:Path, budget, seeds, progress) -> tuple:
-    "Each member and the single model trained once per seed; the members' mean probability against the single model, at five thresholds."
-    rows, per_seed, seed = [], [], seeds[0]
-    probs, target_cfg = {}, None
-    for label, cfg in runs.items():
-        run, folder = replace(cfg, seed=seed, split_seed=seed), out/f'{_slug(label)}-seed{seed}'
-        history, minutes = _train(run, folder, budget, progress)
-        target_cfg = replace(run, annotator='majority')
-        val, ids, truth, probs[label] = _probabilities(folder, target_cfg)  # scored against the readers' majority
-    members = torch.stack([p for k, p in probs.items() if k.startswith('reader')]).mean(0)
-    table = threshold_table({'ensemble of 4 readers': (members, truth), 'single U-Net': (probs['single U-Net'], truth)},
-                            metrics=('dice', 'sensitivity', 'precision'))
-    for r in table.rows: rows.append(dict(run=r['split'], threshold=r['threshold'], dice=r['dice'], sensitivity=r['sensitivity'], precision=r['precision']))
-    return rows, per_seed
+def _ensemble(runs:dict, out:Path, budget, seeds, split_seed, progress) -> tuple:
+    "Per seed, each member and the single model; the members' mean probability against the single model, at five thresholds."
+    per_seed = []
+    for seed in seeds:
+        probs = {}
+        for label, cfg in runs.items():
+            run, folder = replace(cfg, seed=seed, split_seed=split_seed), out/f'{_slug(label)}-seed{seed}'
+            _train(run, folder, budget, progress)
+            val, ids, truth, probs[label] = _probabilities(folder, replace(run, annotator='majority'))  # scored against the readers' majority
+        members = torch.stack([p for k, p in probs.items() if k.startswith('reader')]).mean(0)
+        table = threshold_table({'ensemble of 4 readers': (members, truth), 'single U-Net': (probs['single U-Net'], truth)},
+                                metrics=('dice', 'sensitivity', 'precision'))
+        per_seed += [dict(run=r['split'], seed=seed, threshold=r['threshold'], dice=r['dice'], sensitivity=r['sensitivity'], precision=r['precision'],
+                          load=_load()) for r in table.rows]
+    return [], per_seed
 
-def _noise(runs:dict, out:Path, budget, seeds, progress) -> tuple:
-    "Each run once per seed, then Dice on its held-out patients under Gaussian noise of severity 0 to 5."
-    models, seed, val = {}, seeds[0], None
-    for label, cfg in runs.items():
-        run, folder = replace(cfg, seed=seed, split_seed=seed), out/f'{_slug(label)}-seed{seed}'
-        _train(run, folder, budget, progress)
-        models[label], val = model_from_checkpoint(folder/'last.pt'), load_splits(run)['val']
-    sweep = robustness_sweep(models, val, corruptions=('gaussian_noise',), metrics=('dice', 'sensitivity', 'precision'))
-    rows = [dict(run=r['model'], severity=r['severity'], dice=r['dice'], sensitivity=r['sensitivity'], precision=r['precision']) for r in sweep.rows]
-    return rows, []
+def _noise(runs:dict, out:Path, budget, seeds, split_seed, progress) -> tuple:
+    "Per seed, each run trained, then Dice on its held-out patients under Gaussian noise of severity 0 to 5."
+    per_seed = []
+    for seed in seeds:
+        models, val = {}, None
+        for label, cfg in runs.items():
+            run, folder = replace(cfg, seed=seed, split_seed=split_seed), out/f'{_slug(label)}-seed{seed}'
+            _train(run, folder, budget, progress)
+            models[label], val = model_from_checkpoint(folder/'last.pt'), load_splits(run)['val']
+        sweep = robustness_sweep(models, val, corruptions=('gaussian_noise',), metrics=('dice', 'sensitivity', 'precision'))
+        per_seed += [dict(run=r['model'], seed=seed, severity=r['severity'], dice=r['dice'], sensitivity=r['sensitivity'], precision=r['precision'],
+                          load=_load()) for r in sweep.rows]
+    return [], per_seed
 
 EVALUATIONS = {'compare': _compare, 'thresholds': _thresholds, 'ensemble': _ensemble, 'noise': _noise}
+GROUPS = {'compare': ('run',), 'thresholds': ('run',), 'ensemble': ('run', 'threshold'), 'noise': ('run', 'severity')}  # what a row is, per kind of study
+
+def summarise_study(study:dict) -> list:
+    "The rows of `study` from its per-seed rows: its all-background row first (if any), then the mean over seeds of each run."
+    how = study.get('kind') or (STUDIES[study['name']][3:] or ('compare',))[0]
+    base = [r for r in study['rows'] if r['run'] == 'all-background']  # the baseline of the compared runs' patients
+    return base + [{**r, 'cases': base[0]['cases']} if base else r for r in _summarise(study['per_seed'], GROUPS[how])]
 
 def run_study(name:str, # A key of `STUDIES`
               data:str, # The data argument, e.g. `find_data('lgg')`
               budget:float|None=None, # Minutes of training per run (`fit_to_time`); None: each run's own epochs
-              seeds=(0,), # Training seeds; the split by patient is that of the first
+              seeds=(0,), # Training seeds
+              split_seed:int|None=None, # Seed of the split by patient, the same for every run and seed; default the first of `seeds`
               out:str|os.PathLike|None=None, # Folder for the run folders; default a temporary folder
               progress:bool=False, # Progress bars while training
              ) -> dict:
-    "Train and evaluate every run of study `name` on `data`; return `{'name', 'title', 'data', 'budget', 'seeds', 'rows', 'per_seed'}`."
+    "Train and evaluate every run of study `name` on `data`; return `{'name', 'title', 'kind', 'data', 'budget', 'seeds', 'split_seed', 'rows', 'per_seed'}`."
     kind, title, make, *how = STUDIES[check_option('name', name, STUDIES)]
     if str(data).split(':')[0] not in (kind, 'packed'): raise ValueError(f"study {name!r} runs on {kind} data (or a pack of it), got data={data!r}")
     out = Path(out or tempfile.mkdtemp(prefix=f'study-{name}-'))
-    rows, per_seed = EVALUATIONS[how[0] if how else 'compare'](make(data), out, budget, tuple(seeds), progress)
-    record(name, rows)
-    return dict(name=name, title=title, data=str(data), budget=budget, seeds=list(seeds), rows=rows, per_seed=per_seed)
+    kind_of_study, split_seed = how[0] if how else 'compare', seeds[0] if split_seed is None else split_seed
+    base, per_seed = EVALUATIONS[kind_of_study](make(data), out, budget, tuple(seeds), split_seed, progress)
+    study = dict(name=name, title=title, kind=kind_of_study, data=str(data), budget=budget, seeds=list(seeds), split_seed=split_seed, rows=base, per_seed=per_seed)
+    study['rows'] = summarise_study(study)
+    record(name, study['rows'])
+    return study
 
 # %% ../../nbs/api/course/06_studies.ipynb #5b938fe7
 def imbalance_study(data:dict, # Label -> data argument, e.g. {'LGG': find_data('lgg')}
@@ -201,6 +227,11 @@ def imbalance_study(data:dict, # Label -> data argument, e.g. {'LGG': find_data(
 # %% ../../nbs/api/course/06_studies.ipynb #9d8e6071
 MEASURED = Path(__file__).parent/'measured' if '__file__' in globals() else Path(segcourse.__file__).parent/'course'/'measured'
 
+def _short(data:str) -> str:
+    "A data argument as stored: its kind and the name of its data set's folder ('lgg:/x/lgg-dev/kaggle_3m' -> 'lgg:lgg-dev')."
+    kind, _, path = str(data).partition(':')
+    return data if '/' not in path else f'{kind}:{Path(path).parent.name}'
+
 def save_study(study:dict, # From `run_study`
                path:str|os.PathLike|None=None, # Default `MEASURED/<name>.json`
                note:str='', # What a reader should know about the conditions
@@ -212,7 +243,7 @@ def save_study(study:dict, # From `run_study`
                 gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, load=round(os.getloadavg()[0], 1),
                 segcourse=segcourse.__version__, torch=torch.__version__, note=note)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**study, 'data': study['data'].split(':')[0] + ':' + Path(study['data'].split(':', 1)[1]).parent.name, **meta}, indent=1))
+    path.write_text(json.dumps({**study, 'data': _short(study['data']), **meta}, indent=1))
     return path
 
 def measured(name:str, # A key of `STUDIES`
@@ -221,6 +252,21 @@ def measured(name:str, # A key of `STUDIES`
     "The stored measurement of study `name`, or None."
     path = Path(folder or MEASURED)/f'{name}.json'
     return json.loads(path.read_text()) if path.is_file() else None
+
+def merge_studies(stored:dict, # A stored study, from `measured`
+                  new:dict, # More seeds of the same runs, from `run_study` with the stored study's `split_seed`
+                 ) -> dict:
+    "Study `new` added to `stored`: the per-seed rows of both, summarised again, and the conditions of the stored part kept in `earlier`."
+    split = stored.get('split_seed', stored['seeds'][0])
+    for what, old, now in (('study', stored['name'], new['name']), ('budget', stored['budget'], new['budget']),
+                           ('split seed', split, new['split_seed']), ('data', _short(stored['data']), _short(new['data']))):
+        if old != now: raise ValueError(f"cannot add to the stored study {stored['name']!r}: its {what} is {old!r}, the new one's {now!r}")
+    if both := sorted(set(stored['seeds']) & set(new['seeds'])): raise ValueError(f"cannot add to the stored study {stored['name']!r}: seeds {both} are in both")
+    old = stored['per_seed'] or [{**r, 'seed': stored['seeds'][0]} for r in stored['rows'] if r['run'] != 'all-background']  # one seed, stored before per-seed rows were kept
+    earlier = stored.get('earlier', []) + [{k: stored.get(k) for k in ('seeds', 'date', 'load', 'threads', 'note')}]
+    merged = {**new, 'seeds': stored['seeds'] + new['seeds'], 'per_seed': old + new['per_seed'], 'earlier': earlier}
+    merged['rows'] = summarise_study(merged)
+    return merged
 
 def format_study(study:dict, # From `run_study` or `measured`
                  columns=None, # Columns to show; default every column of the rows but the number of cases
