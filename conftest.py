@@ -12,13 +12,13 @@ nbval and nbdev agree on one marking:
   addresses are sanitized.
 
 The environment is fixed before any kernel starts: smoke mode, one thread per process (parallel
-workers on 2 cores that each use 2 torch threads run ~15x slower), no progress bars. The CPU's vector
+workers on 2 cores that each use 2 torch threads run ~15x slower), no progress bars, a fresh cache folder. The CPU's vector
 instructions are capped at AVX2 for torch's own kernels, oneDNN (convolutions) and MKL (matrix
 products): summation order follows the vector width, so an AVX-512 machine would otherwise train to
 slightly different numbers than an AVX2 machine, and the stored outputs of a training cell would not
 be reproducible across the machines CI may run on.
 """
-import os, re
+import os, re, tempfile
 from configparser import ConfigParser
 from pathlib import Path
 
@@ -26,6 +26,7 @@ for k, v in dict(SEGCOURSE_MODE='smoke', SEGCOURSE_TESTING='1', OMP_NUM_THREADS=
                  OPENBLAS_NUM_THREADS='1', SEGCOURSE_THREADS='1', TQDM_DISABLE='1',
                  PYTHONHASHSEED='0', PYTHONWARNINGS='ignore::DeprecationWarning').items():
     os.environ.setdefault(k, v)
+os.environ.setdefault('SEGCOURSE_CACHE', tempfile.mkdtemp(prefix='segcourse-cache-'))  # records of verified data: fresh per test session, never the user's
 _cpuinfo = Path('/proc/cpuinfo')
 if _cpuinfo.exists() and 'avx2' in _cpuinfo.read_text():  # never ask for instructions the CPU lacks
     for k, v in dict(ATEN_CPU_CAPABILITY='avx2', ONEDNN_MAX_CPU_ISA='AVX2', MKL_CBWR='AVX2').items():

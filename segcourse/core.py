@@ -11,7 +11,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['DEVICES', 'RUN_MODES', 'ANNOTATOR_CHOICES', 'seed_everything', 'get_device', 'check_option', 'under_tests',
-           'run_mode', 'by_mode', 'budget_minutes', 'data_root', 'atomic_write', 'set_threads', 'reduce_annotations']
+           'run_mode', 'by_mode', 'budget_minutes', 'data_root', 'cache_root', 'atomic_write', 'set_threads',
+           'reduce_annotations']
 
 # %% ../nbs/api/00_core.ipynb #8edae9d7
 def seed_everything(seed:int=42, # Seed for `random`, NumPy and torch
@@ -99,6 +100,10 @@ def data_root(path:str|os.PathLike|None=None, # Explicit folder; default env `SE
     "The folder where segcourse looks for (and puts) data sets."
     path = path or os.environ.get('SEGCOURSE_DATA') or Path.home()/'.cache'/'segcourse'
     return Path(path).expanduser()
+
+def cache_root() -> Path:
+    "The folder where segcourse keeps what it can always recompute (records of verified data sets): env `SEGCOURSE_CACHE`, else ~/.cache/segcourse."
+    return Path(os.environ.get('SEGCOURSE_CACHE') or Path.home()/'.cache'/'segcourse').expanduser()
 
 # %% ../nbs/api/00_core.ipynb #ce2a0bf4
 def _umask() -> int:

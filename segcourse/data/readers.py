@@ -4,7 +4,7 @@
 
 # %% ../../nbs/api/data/02_readers.ipynb #2e3c349f
 from __future__ import annotations
-import os, warnings
+import hashlib, os, time, warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..core import check_option, reduce_annotations
+import segcourse
+from ..core import atomic_write, cache_root, check_option, reduce_annotations
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'ON_ERROR', 'FileProblem', 'read_image', 'as_binary_mask', 'check_same_size', 'report_skipped',
@@ -181,10 +182,26 @@ class FileDataset(Dataset):
         with ThreadPoolExecutor(max(1, threads)) as pool: list(pool.map(self.raw, range(len(self))))
         return self.cache_nbytes
 
+    def verified_record(self) -> Path|None:
+        "Where a clean `verify` of these very files is recorded: a digest of the class, its settings, and each file's path, size and modification time (None: a file is missing)."
+        def flat(x): return [z for y in x for z in flat(y)] if isinstance(x, (list, tuple)) else [x]
+        settings = {k: v for k, v in sorted(vars(self).items()) if isinstance(v, (str, int, float, tuple, Path, type(None))) and k not in ('cache', 'uint8')}
+        stats = []
+        for x in flat([it[1:] for it in self.items]) + flat(list(settings.values())):
+            if not isinstance(x, (str, os.PathLike)) or (isinstance(x, str) and os.sep not in x): continue  # a case id or a key, not a path
+            try: st = os.stat(x)
+            except OSError: return None
+            stats.append((str(x), st.st_size, st.st_mtime_ns, st.st_ino))
+        key = repr((type(self).__qualname__, segcourse.__version__, settings, self.case_ids, stats))
+        return cache_root()/'verified'/hashlib.sha256(key.encode()).hexdigest()[:32]
+
     def verify(self, on_error:str='raise', # "raise" at the first bad item, or "skip" it (reported in `.skipped`)
+               remember:bool=True, # Record a clean pass in `cache_root()` and trust the record while no file changes
               ) -> list:
         "Read every item once, so unreadable, mismatched, non-binary or odd-channelled files show up now; return the skipped."
         check_option('on_error', on_error, ON_ERROR)
+        record = self.verified_record() if remember else None
+        if record is not None and record.is_file(): return []  # verified before, and no file has changed since
         keep, skipped, channels = [], [], {}
         for i in range(len(self)):
             try: image = self.raw(i)[0]; keep.append(i); channels[i] = image.shape[-1] if image.ndim == 3 else 1
@@ -203,6 +220,9 @@ class FileDataset(Dataset):
             self._cache = {new_index[i]: v for i, v in self._cache.items() if i in new_index}
             self.items = [self.items[i] for i in keep]
             self.skipped = self.skipped + report_skipped(skipped, type(self).__name__)
+        elif record is not None:
+            try: atomic_write(record, lambda f: f.write(f"{type(self).__name__}: {len(self)} items verified {time.strftime('%Y-%m-%d %H:%M')}\n".encode()))
+            except OSError: pass  # a read-only cache: verify again next time
         return skipped
 
     @property
