@@ -36,14 +36,15 @@ def prepare_inputs(logits:Tensor, # Raw scores, B C H W [D]
 # %% ../../nbs/api/losses/01_base.ipynb #8719267a
 _checked = contextvars.ContextVar('segcourse_loss_inputs_checked', default=False)
 
-def float32_loss(fn):
-    "Decorate a loss `fn(logits, target, ...)`: autocast off, inputs checked and cast to float32."
+def float32_loss(fn=None, *, prepare=prepare_inputs):
+    "Decorate a loss `fn(logits, target, ...)`: autocast off, inputs checked and cast to float32 by `prepare` (None: `fn` checks its own)."
+    if fn is None: return functools.partial(float32_loss, prepare=prepare)  # used as @float32_loss(prepare=...)
     @functools.wraps(fn)
     def wrapper(logits, target, *args, **kwargs):
         if _checked.get(): return fn(logits, target, *args, **kwargs)  # called from a loss that checked them
         device_type = logits.device.type if isinstance(logits, Tensor) else 'cpu'
         with torch.autocast(device_type, enabled=False):
-            logits, target = prepare_inputs(logits, target)
+            if prepare is not None: logits, target = prepare(logits, target)
             token = _checked.set(True)
             try: return fn(logits, target, *args, **kwargs)
             finally: _checked.reset(token)

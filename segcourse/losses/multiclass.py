@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import reduce_loss, spatial_sum, loss_module
+from .base import float32_loss, reduce_loss, spatial_sum, loss_module
 
 # %% auto #0
 __all__ = ['CELoss', 'DiceCELoss', 'MULTICLASS_LOSSES', 'label_targets', 'ce_loss', 'soft_dice_per_class', 'dice_ce_loss']
@@ -39,14 +39,6 @@ def label_targets(logits:Tensor, # Raw scores `B K H W [D]`, K >= 2 classes, bac
     return logits.to(torch.float64 if logits.dtype == torch.float64 else torch.float32), labels.to(logits.device)
 
 # %% ../../nbs/api/losses/06_multiclass.ipynb #e4d460f8
-def _no_autocast(fn):
-    "Run a loss in float32 even under autocast (softmax and logs of half precision lose the small classes)."
-    def wrapper(logits, target, *args, **kwargs):
-        with torch.autocast(logits.device.type if isinstance(logits, Tensor) else 'cpu', enabled=False):
-            return fn(logits, target, *args, **kwargs)
-    wrapper.__name__, wrapper.__doc__, wrapper.__wrapped__ = fn.__name__, fn.__doc__, fn
-    return wrapper
-
 def _class_weights(class_weights, logits:Tensor) -> Tensor|None:
     if class_weights is None: return None
     w = torch.as_tensor([float(v) for v in class_weights], dtype=logits.dtype, device=logits.device)
@@ -54,7 +46,7 @@ def _class_weights(class_weights, logits:Tensor) -> Tensor|None:
         raise ValueError(f"class_weights must be {logits.shape[1]} finite numbers >= 0, one per class (background first), got {list(class_weights)}")
     return w
 
-@_no_autocast
+@float32_loss(prepare=None)  # autocast off: softmax and logs in half precision lose the small classes
 def ce_loss(logits:Tensor, # Raw scores `B K H W [D]`
             target:Tensor, # Label map `B 1 H W [D]`, values 0..K-1
             class_weights:list|None=None, # One weight per class, background first; default all 1
@@ -77,7 +69,7 @@ def soft_dice_per_class(logits:Tensor, # Raw scores `B K H W [D]` (checked)
     if not per_image: inter, denom = inter.sum(0, keepdim=True), denom.sum(0, keepdim=True)
     return (2 * inter + smooth) / (denom + smooth)
 
-@_no_autocast
+@float32_loss(prepare=None)
 def dice_ce_loss(logits:Tensor, # Raw scores `B K H W [D]`
                  target:Tensor, # Label map `B 1 H W [D]`, values 0..K-1
                  ce_weight:float=1.0, # Weight of the cross-entropy term
