@@ -176,3 +176,12 @@ def test_a_missing_extra_names_itself(extra, package, call, tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, package, None)  # as if it were not installed
     if extra == 'kaggle': monkeypatch.setitem(sys.modules, 'kaggle', None)
     with pytest.raises(RuntimeError, match=re.escape(f'segcourse[{extra}]')): call(tmp_path)
+
+@pytest.mark.parametrize('nb', sorted((NBS/'lessons').glob('*.ipynb')), ids=lambda p: p.name)
+def test_measured_tables_are_stored_in_the_lessons(nb):
+    "nbval compares a cell only where it has stored outputs: a lesson cell that shows a measured study must keep its table, so that a changed measurement fails until the lesson is run again."
+    for c in json.loads(nb.read_text())['cells']:
+        source = ''.join(c['source'])
+        if c['cell_type'] == 'code' and 'measured(' in source and 'import' not in source:
+            text = ''.join(''.join(o.get('text', '')) for o in c['outputs'])
+            assert 'held-out' in text or 'seeds' in text or 'imbalance' in text, f"{nb.name}: the cell showing measured(...) has no stored table:\n{source}"
