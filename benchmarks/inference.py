@@ -22,18 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch
+from timing import timed
 
 
 class Slicewise(torch.nn.Module):
     "A 2D model applied to `N C 1 h w` windows (MONAI's way of running a 2D model on a volume)."
     def __init__(self, model): super().__init__(); self.model = model
     def forward(self, x): return self.model(x[:, :, 0])[:, :, None]
-
-
-def timed(f):
-    w, c = time.perf_counter(), time.process_time()
-    out = f()
-    return out, time.perf_counter() - w, time.process_time() - c
 
 
 def main():

@@ -16,17 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from segcourse.losses import get_loss, boundary_loss, distance_maps, DistanceMapCache
+from timing import best_times
 
 warnings.filterwarnings('ignore')
-
-
-def best_times(fs, repeats):
-    "Best wall time of `repeats` calls of each function, in seconds, the calls interleaved (the machine is shared)."
-    times = {k: [] for k in fs}
-    for _ in range(repeats):
-        for k, f in fs.items():
-            t = time.perf_counter(); f(); times[k].append(time.perf_counter() - t)
-    return {k: min(v) for k, v in times.items()}
 
 
 def report(case, ours, baselines):

@@ -16,16 +16,9 @@ import torch
 from scipy import ndimage as ndi
 
 from segcourse.metrics import distance_metrics, hd95, compute_metrics, confusion, sweep_thresholds
+from timing import best_time
 
 warnings.filterwarnings('ignore')
-
-
-def best_time(f, repeats):
-    "Best wall time of `repeats` calls, in seconds."
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter(); f(); times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def report(case, ours, baselines, goal):

@@ -12,6 +12,7 @@ import nibabel as nib
 
 from segcourse.core import set_threads
 from segcourse.data.nifti import NiftiDataset, read_volume
+from timing import seconds
 
 def write_volumes(root:Path, n:int, shape=(128, 128, 64)) -> Path:
     rng = np.random.default_rng(0)
@@ -23,9 +24,6 @@ def write_volumes(root:Path, n:int, shape=(128, 128, 64)) -> Path:
         nib.save(nib.Nifti1Image(label, affine), root/f'case{k:03d}_seg.nii.gz')
     return root
 
-def timed(f) -> float:
-    t = time.perf_counter(); f(); return time.perf_counter() - t
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--volumes', type=int, default=8)
@@ -35,15 +33,15 @@ def main():
     root = write_volumes(Path(tempfile.mkdtemp()), args.volumes)
     n, rows = args.volumes, []
     files = sorted(root.glob('case???.nii.gz'))
-    rows.append(('read_volume (image and label decoded)', n / timed(lambda: [read_volume(f) or read_volume(str(f).replace('.nii.gz', '_seg.nii.gz')) for f in files])))
+    rows.append(('read_volume (image and label decoded)', n / seconds(lambda: [read_volume(f) or read_volume(str(f).replace('.nii.gz', '_seg.nii.gz')) for f in files])))
     cached = None
     def build(): nonlocal cached; cached = NiftiDataset(root)
-    rows.append(('NiftiDataset(cache=True): opening (every volume read once)', n / timed(build)))
-    rows.append(('  then every slice, in order', n / timed(lambda: [cached[i] for i in range(len(cached))])))
+    rows.append(('NiftiDataset(cache=True): opening (every volume read once)', n / seconds(build)))
+    rows.append(('  then every slice, in order', n / seconds(lambda: [cached[i] for i in range(len(cached))])))
     lean = NiftiDataset(root, cache=False)
-    rows.append(('NiftiDataset(cache=False): every slice, in order', n / timed(lambda: [lean[i] for i in range(len(lean))])))
+    rows.append(('NiftiDataset(cache=False): every slice, in order', n / seconds(lambda: [lean[i] for i in range(len(lean))])))
     order = np.random.default_rng(0).permutation(len(lean))[:len(lean) // 8]
-    t = timed(lambda: [lean[int(i)] for i in order])
+    t = seconds(lambda: [lean[int(i)] for i in order])
     rows.append(('  an eighth of the slices in random order (as volumes per second of slices)', len(order) / len(lean) * n / t))
     print(f"{n} volumes of 128 x 128 x 64 float32 (.nii.gz, with uint8 labels), {args.threads} threads")
     for name, rate in rows: print(f"  {name:<78} {rate:8.2f} volumes/s")

@@ -27,6 +27,7 @@ from segcourse.losses import get_loss
 from segcourse.models import UNet
 from segcourse.training import amp_setup, train_one_epoch
 from segcourse.models.registry import model_summary
+from timing import seconds
 
 
 def data(n, size, channels=3, seed=0):
@@ -79,12 +80,8 @@ def matmul_flops(n=2048, repeats=5):
     "FLOP/s of the best of `repeats` float32 `n x n` matrix products: the ceiling of these threads."
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    best = min(seconds(lambda: a @ b) for _ in range(repeats))
     return 2 * n ** 3 / best
-
-
-def _timed(f):
-    t = time.perf_counter(); f(); return time.perf_counter() - t
 
 
 def step_seconds(model, batch, size, channels, steps, repeats, compiled=False):
@@ -95,8 +92,8 @@ def step_seconds(model, batch, size, channels, steps, repeats, compiled=False):
     net = torch.compile(model) if compiled else model
     def step():
         loss = loss_fn(net(x), y); opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-    first = _timed(step)  # compilation happens here
-    best = min(_timed(lambda: [step() for _ in range(steps)]) / steps for _ in range(repeats))
+    first = seconds(step)  # compilation happens here
+    best = min(seconds(lambda: [step() for _ in range(steps)]) / steps for _ in range(repeats))
     return best, first
 
 

@@ -17,14 +17,7 @@ os.environ.setdefault('OMP_NUM_THREADS', '1')
 import torch
 
 from segcourse.metrics.uncertainty import _pair_counts, generalized_energy_distance, hungarian_iou, pairwise_confusion
-
-
-def best_time(f, repeats):
-    "Best wall time of `repeats` calls, in seconds."
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter(); f(); times.append(time.perf_counter() - t)
-    return min(times)
+from timing import best_time
 
 
 def discs(shape, size, g, chunk=100):
