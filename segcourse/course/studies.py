@@ -4,7 +4,7 @@
 
 # %% ../../nbs/api/course/06_studies.ipynb #98ddce37
 from __future__ import annotations
-import json, math, os, platform, re, tempfile, time
+import contextlib, json, math, os, platform, re, tempfile, time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -192,15 +192,16 @@ def run_study(name:str, # A key of `STUDIES`
               budget:float|None=None, # Minutes of training per run (`fit_to_time`); None: each run's own epochs
               seeds=(0,), # Training seeds
               split_seed:int|None=None, # Seed of the split by patient, the same for every run and seed; default the first of `seeds`
-              out:str|os.PathLike|None=None, # Folder for the run folders; default a temporary folder
+              out:str|os.PathLike|None=None, # Folder to keep the run folders in; default a temporary folder, removed at the end
               progress:bool=False, # Progress bars while training
              ) -> dict:
     "Train and evaluate every run of study `name` on `data`; return `{'name', 'title', 'kind', 'data', 'budget', 'seeds', 'split_seed', 'rows', 'per_seed'}`."
     kind, title, make, *how = STUDIES[check_option('name', name, STUDIES)]
     if str(data).split(':')[0] not in (kind, 'packed'): raise ValueError(f"study {name!r} runs on {kind} data (or a pack of it), got data={data!r}")
-    out = Path(out or tempfile.mkdtemp(prefix=f'study-{name}-'))
     kind_of_study, split_seed = how[0] if how else 'compare', seeds[0] if split_seed is None else split_seed
-    base, per_seed = EVALUATIONS[kind_of_study](make(data), out, budget, tuple(seeds), split_seed, progress)
+    with contextlib.ExitStack() as stack:  # without `out`, the run folders go to a temporary folder that is removed at the end
+        out = Path(out or stack.enter_context(tempfile.TemporaryDirectory(prefix=f'study-{name}-')))
+        base, per_seed = EVALUATIONS[kind_of_study](make(data), out, budget, tuple(seeds), split_seed, progress)
     study = dict(name=name, title=title, kind=kind_of_study, data=str(data), budget=budget, seeds=list(seeds), split_seed=split_seed, rows=base, per_seed=per_seed)
     study['rows'] = summarise_study(study)
     record(name, study['rows'])
