@@ -61,8 +61,8 @@ def _slug(label:str) -> str:
     return re.sub(r'[^a-z0-9]+', '-', label.lower().replace('+', 'p')).strip('-')
 
 def _load() -> float:
-    "The machine's load (one-minute average) now: stored beside each measured run."
-    return round(os.getloadavg()[0], 1)
+    "The machine's load over the last five minutes (about one run): stored beside each measured run; above the run's own threads, other work shared the machine."
+    return round(os.getloadavg()[1], 1)
 
 def _row(ev:dict) -> dict:
     "The figures of one evaluation: per-patient Dice mean and median, and the pooled metrics at the run's threshold."
