@@ -73,6 +73,39 @@ def test_resume_restores_a_best_pt_lost_to_a_kill(phantom_run, tmp_path):
     assert r.returncode == 0, r.stderr
     assert not list((tmp_path/'run').glob('.*.tmp'))
 
+KILLED_RUN = ['--quick', '--no-progress', '--epochs', '8']
+
+def _train_process(out:Path, *extra) -> subprocess.Popen:
+    "`segcourse train` of a short run into `out`, as a user starts it: a process of its own, one thread."
+    env = dict(os.environ, OMP_NUM_THREADS='1', SEGCOURSE_THREADS='1', TQDM_DISABLE='1')
+    return subprocess.Popen([sys.executable, '-m', 'segcourse', 'train', *KILLED_RUN, '--out', str(out), *extra],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+def _history(out:Path) -> list: return [{k: v for k, v in h.items() if k != 'seconds'} for h in json.loads((out/'history.json').read_text())]
+
+def test_kill_anywhere_then_resume_equals_an_uninterrupted_run(tmp_path):
+    "SIGKILL at 12 random instants (starting up, training, validating, writing), then `--resume` (or `--overwrite` where no checkpoint was written yet)."
+    start = time.perf_counter()
+    whole = _train_process(tmp_path/'whole')
+    assert whole.wait(timeout=600) == 0, whole.stderr.read()
+    wall, rng, out, kills = time.perf_counter() - start, np.random.default_rng(27), tmp_path/'killed', 0
+    while True:
+        proc = _train_process(out, *(['--resume'] if (out/'last.pt').exists() else ['--overwrite'] if out.exists() else []))
+        try: code = proc.wait(timeout=rng.uniform(0.3, wall) if kills < 12 else 600)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL); proc.wait(); kills += 1
+            for name in ('last.pt', 'best.pt'):  # whatever a kill leaves is a whole checkpoint
+                if (out/name).exists(): load_checkpoint(out/name)
+            continue
+        assert code == 0, proc.stderr.read()
+        break
+    assert kills == 12
+    assert _history(out) == _history(tmp_path/'whole')
+    a, b = load_checkpoint(out/'last.pt')['model'], load_checkpoint(tmp_path/'whole'/'last.pt')['model']
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert load_checkpoint(out/'best.pt')['epoch'] == load_checkpoint(tmp_path/'whole'/'best.pt')['epoch']
+    assert not list(out.glob('.*.tmp')) and not (out/'.lock').exists()  # stale temporary files and the lock are gone
+
 def test_written_files_honour_the_umask(tmp_path):
     old = os.umask(0o027)
     try: r = run('train', *QUICK, '--out', tmp_path/'run')
