@@ -73,7 +73,7 @@ def test_resume_restores_a_best_pt_lost_to_a_kill(phantom_run, tmp_path):
     assert r.returncode == 0, r.stderr
     assert not list((tmp_path/'run').glob('.*.tmp'))
 
-KILLED_RUN = ['--quick', '--no-progress', '--epochs', '8']
+KILLED_RUN = ['--quick', '--no-progress', '--epochs', '10', '--n-train', '256']  # epochs of about 0.5 s: kills land in training too
 
 def _train_process(out:Path, *extra) -> subprocess.Popen:
     "`segcourse train` of a short run into `out`, as a user starts it: a process of its own, one thread."
@@ -84,22 +84,29 @@ def _train_process(out:Path, *extra) -> subprocess.Popen:
 def _history(out:Path) -> list: return [{k: v for k, v in h.items() if k != 'seconds'} for h in json.loads((out/'history.json').read_text())]
 
 def test_kill_anywhere_then_resume_equals_an_uninterrupted_run(tmp_path):
-    "SIGKILL at 12 random instants (starting up, training, validating, writing), then `--resume` (or `--overwrite` where no checkpoint was written yet)."
+    "SIGKILL at random instants (starting up, training, validating, writing; 12 kills), `--resume` after each (`--overwrite` where no checkpoint was written yet)."
     start = time.perf_counter()
     whole = _train_process(tmp_path/'whole')
     assert whole.wait(timeout=600) == 0, whole.stderr.read()
-    wall, rng, out, kills = time.perf_counter() - start, np.random.default_rng(27), tmp_path/'killed', 0
-    while True:
-        proc = _train_process(out, *(['--resume'] if (out/'last.pt').exists() else ['--overwrite'] if out.exists() else []))
-        try: code = proc.wait(timeout=rng.uniform(0.3, wall) if kills < 12 else 600)
+    epochs = [h['seconds'] for h in json.loads((tmp_path/'whole'/'history.json').read_text())]
+    startup, epoch = time.perf_counter() - start - sum(epochs), float(np.mean(epochs))
+    rng, out, kills, seen = np.random.default_rng(27), tmp_path/'killed', 0, set()
+    while kills < 12:  # a kill while starting up every fourth time, else within the next two epochs (validation and writes included)
+        done = load_checkpoint(out/'last.pt')['epoch'] if (out/'last.pt').exists() else 0
+        seen.add(done)
+        if done == len(epochs): shutil.rmtree(out); continue  # finished between kills: once more from the start, for more kills
+        proc = _train_process(out, *(['--resume'] if done else ['--overwrite'] if out.exists() else []))
+        delay = rng.uniform(0.2, startup) if kills % 4 == 3 else startup + rng.uniform(0, min(2, len(epochs) - done) * epoch)
+        try: code = proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL); proc.wait(); kills += 1
             for name in ('last.pt', 'best.pt'):  # whatever a kill leaves is a whole checkpoint
                 if (out/name).exists(): load_checkpoint(out/name)
             continue
         assert code == 0, proc.stderr.read()
-        break
-    assert kills == 12
+    assert len(seen) >= 4 and max(seen) > 0, seen  # kills fell between epochs, not only while starting up
+    last = _train_process(out, *(['--resume'] if (out/'last.pt').exists() else ['--overwrite'] if out.exists() else []))
+    assert last.wait(timeout=600) == 0, last.stderr.read()
     assert _history(out) == _history(tmp_path/'whole')
     a, b = load_checkpoint(out/'last.pt')['model'], load_checkpoint(tmp_path/'whole'/'last.pt')['model']
     assert all(torch.equal(a[k], b[k]) for k in a)
