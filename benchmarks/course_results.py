@@ -51,9 +51,10 @@ def main():
             except ValueError as e: sys.exit(f'--add-seeds: {e}')
         study = run_study(name, run_data, budget=budget, seeds=tuple(a.seeds), split_seed=split)
         study['data'] = data  # the data set, not the temporary pack
-        note = f"{SOURCES[kind]}; {len(a.seeds)} seed(s); {(time.perf_counter() - start) / 60:.0f} minutes in all"
+        minutes = (time.perf_counter() - start) / 60
+        note = f"{SOURCES[kind]}; {len(a.seeds)} seed(s); {minutes:.0f} minutes in all"
         if stored:
-            note = f"{SOURCES[kind]}; seeds {a.seeds} added on {time.strftime('%Y-%m-%d')} ({(time.perf_counter() - start) / 60:.0f} minutes) to seeds {stored['seeds']} of {stored['date']} (load {stored['load']})"
+            note = f"{SOURCES[kind]}; seeds {a.seeds} added on {time.strftime('%Y-%m-%d')} ({minutes:.0f} minutes) to seeds {stored['seeds']} of {stored['date']} (load {stored['load']})"
             study = merge_studies(stored, study)
         path = save_study(study, a.measured/f'{name}.json' if a.measured else None, note=note)
         print(format_study(study)); print(f"wrote {path}\n", flush=True)

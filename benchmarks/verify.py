@@ -8,18 +8,18 @@ times, alternating, and prints the ratio.
 
     python benchmarks/verify.py --data lgg:PATH/kaggle_3m [--repeats 3]
 """
-import argparse, os, statistics, sys, tempfile, time
+import argparse, os, statistics, sys, tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from segcourse.config import RunConfig
 from segcourse.data.registry import load_dataset
+from timing import seconds
 
 
 def open_seconds(cfg:RunConfig, cache:str) -> float:
     os.environ['SEGCOURSE_CACHE'] = cache
-    start = time.perf_counter(); load_dataset(cfg)
-    return time.perf_counter() - start
+    return seconds(lambda: load_dataset(cfg))
 
 
 def main():
