@@ -1,6 +1,7 @@
 """Measure the real-data studies of the lessons at a laptop budget and store them in segcourse/course/measured/.
 
     OMP_NUM_THREADS=2 SEGCOURSE_THREADS=2 python benchmarks/course_results.py --data-root PATH [--study NAME ...] [--seeds 0 1]
+        [--add-seeds | --replace-seeds REASON]
 
 `--data-root` is a folder that `segcourse.data.find_data` reads (`lgg-dev/kaggle_3m`, `lidc-sample/lidc_subset.npz`,
 ...); LGG is packed once at 256x256 into a temporary `.npz` (decoding TIFFs every epoch would cost more than the
@@ -29,7 +30,10 @@ def main():
     ap.add_argument('--seeds', nargs='+', type=int, default=[0])
     ap.add_argument('--budget', type=float, help='minutes per run for every study (default: each study its own)')
     ap.add_argument('--measured', type=Path, help='folder of the stored studies (default: segcourse/course/measured/)')
-    ap.add_argument('--add-seeds', action='store_true', help="add these seeds to the stored study (its budget, on its split) instead of replacing it")
+    again = ap.add_mutually_exclusive_group()
+    again.add_argument('--add-seeds', action='store_true', help="add these seeds to the stored study (its budget, on its split) instead of replacing it")
+    again.add_argument('--replace-seeds', metavar='REASON', help="measure these stored seeds again (the study's budget, on its split) and put them in "
+                       "place of the stored runs, which stay in the study under 'replaced' with REASON, e.g. 'shared the machine with other work'")
     a = ap.parse_args()
     print(f"torch threads {set_threads()}")
     packed = {}
@@ -43,19 +47,23 @@ def main():
                 packed[data] = f'packed:{out}'
             run_data = packed[data]
         else: run_data = data
-        start, budget, stored = time.perf_counter(), a.budget or BUDGETS[name], measured(name, a.measured) if a.add_seeds else None
-        if a.add_seeds and stored is None: sys.exit(f"--add-seeds: no stored study {name!r} to add to")
+        flag = '--add-seeds' if a.add_seeds else '--replace-seeds' if a.replace_seeds else None
+        start, budget, stored = time.perf_counter(), a.budget or BUDGETS[name], measured(name, a.measured) if flag else None
+        if flag and stored is None: sys.exit(f"{flag}: no stored study {name!r} in {a.measured or 'segcourse/course/measured'}")
         split = stored.get('split_seed', stored['seeds'][0]) if stored else a.seeds[0]
         if stored:
-            try: merge_studies(stored, dict(name=name, budget=budget, split_seed=split, data=data, seeds=a.seeds, rows=[], per_seed=[]))  # refuse before training
-            except ValueError as e: sys.exit(f'--add-seeds: {e}')
+            try: merge_studies(stored, dict(name=name, budget=budget, split_seed=split, data=data, seeds=a.seeds, rows=[], per_seed=[]),
+                               replace=a.replace_seeds)  # refuse before training
+            except ValueError as e: sys.exit(f'{flag}: {e}')
         study = run_study(name, run_data, budget=budget, seeds=tuple(a.seeds), split_seed=split)
         study['data'] = data  # the data set, not the temporary pack
         minutes = (time.perf_counter() - start) / 60
         note = f"{SOURCES[kind]}; {len(a.seeds)} seed(s); {minutes:.0f} minutes in all"
-        if stored:
+        if a.add_seeds:
             note = f"{SOURCES[kind]}; seeds {a.seeds} added on {time.strftime('%Y-%m-%d')} ({minutes:.0f} minutes) to seeds {stored['seeds']} of {stored['date']} (load {stored['load']})"
-            study = merge_studies(stored, study)
+        elif a.replace_seeds:
+            note = f"{stored['note']}; seeds {a.seeds} measured again on {time.strftime('%Y-%m-%d')} ({minutes:.0f} minutes): {a.replace_seeds}"
+        if stored: study = merge_studies(stored, study, replace=a.replace_seeds)
         path = save_study(study, a.measured/f'{name}.json' if a.measured else None, note=note)
         print(format_study(study)); print(f"wrote {path}\n", flush=True)
 

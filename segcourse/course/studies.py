@@ -5,7 +5,7 @@
 # %% ../../nbs/api/course/06_studies.ipynb #98ddce37
 from __future__ import annotations
 import contextlib, json, math, os, platform, re, tempfile, time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -256,16 +256,30 @@ def measured(name:str, # A key of `STUDIES`
 
 def merge_studies(stored:dict, # A stored study, from `measured`
                   new:dict, # More seeds of the same runs, from `run_study` with the stored study's `split_seed`
+                  replace:str|None=None, # Why the stored runs are set aside: then `new`'s runs take the place of the stored runs of the same run and seed
                  ) -> dict:
-    "Study `new` added to `stored`: the per-seed rows of both, summarised again, and the conditions of the stored part kept in `earlier`."
-    split = stored.get('split_seed', stored['seeds'][0])
-    for what, old, now in (('study', stored['name'], new['name']), ('budget', stored['budget'], new['budget']),
+    "Study `new` added to `stored` (with `replace`, put in place of the same runs and seeds, the old rows kept under `replaced`), summarised again; the stored conditions are kept in `earlier`."
+    split, name = stored.get('split_seed', stored['seeds'][0]), stored['name']
+    for what, old, now in (('study', name, new['name']), ('budget', stored['budget'], new['budget']),
                            ('split seed', split, new['split_seed']), ('data', _short(stored['data']), _short(new['data']))):
-        if old != now: raise ValueError(f"cannot add to the stored study {stored['name']!r}: its {what} is {old!r}, the new one's {now!r}")
-    if both := sorted(set(stored['seeds']) & set(new['seeds'])): raise ValueError(f"cannot add to the stored study {stored['name']!r}: seeds {both} are in both")
+        if old != now: raise ValueError(f"cannot add to the stored study {name!r}: its {what} is {old!r}, the new one's {now!r}")
     old = stored['per_seed'] or [{**r, 'seed': stored['seeds'][0]} for r in stored['rows'] if r['run'] != 'all-background']  # one seed, stored before per-seed rows were kept
+    replaced, seeds = stored.get('replaced', []), stored['seeds'] + new['seeds']
+    if replace is None:
+        if both := sorted(set(stored['seeds']) & set(new['seeds'])): raise ValueError(f"cannot add to the stored study {name!r}: seeds {both} are in both")
+        per_seed = old + new['per_seed']
+    else:
+        if extra := sorted(set(new['seeds']) - set(stored['seeds'])): raise ValueError(f"cannot replace in the stored study {name!r}: seeds {extra} are not stored")
+        key = lambda r: (r['run'], r['seed'])
+        redo, stored_keys = dict.fromkeys(map(key, new['per_seed'])), set(map(key, old))
+        if missing := [k for k in redo if k not in stored_keys]: raise ValueError(f"cannot replace in the stored study {name!r}: (run, seed) {missing} not stored")
+        per_seed, done, seeds = [], set(), stored['seeds']
+        for r in old:  # each replaced run in the place of the stored one
+            if key(r) not in redo: per_seed.append(r)
+            elif key(r) not in done: done.add(key(r)); per_seed += [q for q in new['per_seed'] if key(q) == key(r)]
+        replaced = replaced + [{**r, 'reason': replace} for r in old if key(r) in redo]
     earlier = stored.get('earlier', []) + [{k: stored.get(k) for k in ('seeds', 'date', 'load', 'threads', 'note')}]
-    merged = {**new, 'seeds': stored['seeds'] + new['seeds'], 'per_seed': old + new['per_seed'], 'earlier': earlier}
+    merged = {**new, 'seeds': seeds, 'per_seed': per_seed, 'earlier': earlier, **({'replaced': replaced} if replaced else {})}
     merged['rows'] = summarise_study(merged)
     return merged
 
