@@ -66,6 +66,10 @@ Measured so, 2 cores, one run each, mean per-case Dice with `--tta` (without):
 - session 11, fold 0 again (the same split, `--data packed:lgg-dev-256.npz --folds 5 --fold 0 --val-fraction 0.2`): epochs now
   take about 12 s (they took 30-36 s in session 9), so 128 epochs fit in 29.3 minutes instead of 43, yet the fold scored 0.670 with
   `--tta` (median 0.666; 0.587 with `--largest`) against 0.675: more epochs alone did not help; the recipe was tuned for ~50.
+- session 12, fold 0 at full size (`--size 256`, the same split and recipe; idle machine, load 1.9-2.1): epochs take 69 s (5.8
+  times the 12 s at 128x128, for 4 times the pixels), 25 in 29.4 minutes; 0.659 with `--tta` (median 0.718; 0.648 with
+  `--largest`) against 0.670 at 128x128: four times the pixels bought no Dice in 30 CPU minutes. Three of the four CS patients
+  score 0.36 to 0.51 (TCGA_CS_5395, _6188, _6666), the other five patients 0.71 to 0.91.
 """
 import argparse, os, tempfile, time
 from dataclasses import asdict
