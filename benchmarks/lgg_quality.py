@@ -70,6 +70,9 @@ Measured so, 2 cores, one run each, mean per-case Dice with `--tta` (without):
   times the 12 s at 128x128, for 4 times the pixels), 25 in 29.4 minutes; 0.659 with `--tta` (median 0.718; 0.648 with
   `--largest`) against 0.670 at 128x128: four times the pixels bought no Dice in 30 CPU minutes. Three of the four CS patients
   score 0.36 to 0.51 (TCGA_CS_5395, _6188, _6666), the other five patients 0.71 to 0.91.
+- session 12, fold 4 (never run before; 128x128, the recipe above, idle): 129 epochs in 29.4 minutes, 0.841 with `--tta` (median
+  0.850; 0.851 with `--largest`). With folds 0-3 of session 9 (slower epochs: 43-58 of them), the mean over all 39 patients is 0.782;
+  the five folds under one trainer are still to be run.
 """
 import argparse, os, tempfile, time
 from dataclasses import asdict
