@@ -262,7 +262,7 @@ def merge_studies(stored:dict, # A stored study, from `measured`
     split, name = stored.get('split_seed', stored['seeds'][0]), stored['name']
     for what, old, now in (('study', name, new['name']), ('budget', stored['budget'], new['budget']),
                            ('split seed', split, new['split_seed']), ('data', _short(stored['data']), _short(new['data']))):
-        if old != now: raise ValueError(f"cannot add to the stored study {name!r}: its {what} is {old!r}, the new one's {now!r}")
+        if old != now: raise ValueError(f"cannot {'replace in' if replace else 'add to'} the stored study {name!r}: its {what} is {old!r}, the new one's {now!r}")
     old = stored['per_seed'] or [{**r, 'seed': stored['seeds'][0]} for r in stored['rows'] if r['run'] != 'all-background']  # one seed, stored before per-seed rows were kept
     replaced, seeds = stored.get('replaced', []), stored['seeds'] + new['seeds']
     if replace is None:
