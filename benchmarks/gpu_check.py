@@ -35,6 +35,7 @@ def throughput(device, size, batch, steps, compile_too):
     from segcourse.losses import get_loss
     from segcourse.models import UNet
     from segcourse.training import amp_setup, train_one_epoch
+    from lgg_quality import RECIPE  # the capstone recipe's U-Net (benchmarks/lgg_quality.py)
     say(f"2. training slices per second at {size}x{size}, batch {batch}, on {torch.cuda.get_device_name() if device.type == 'cuda' else 'the CPU'}")
     g = torch.Generator().manual_seed(0)
     ds = TensorDataset(torch.rand(batch * steps, 3, size, size, generator=g), (torch.rand(batch * steps, 1, size, size, generator=g) > 0.9).float())
@@ -45,7 +46,7 @@ def throughput(device, size, batch, steps, compile_too):
     rates = {}
     for name, kw in cases.items():
         torch.manual_seed(0)
-        model = UNet(in_channels=3, features=(8, 16, 32, 64, 128)).to(device, memory_format=torch.channels_last if kw.get('channels_last') else torch.preserve_format)
+        model = UNet(in_channels=3, features=RECIPE['features']).to(device, memory_format=torch.channels_last if kw.get('channels_last') else torch.preserve_format)
         net = torch.compile(model) if kw.pop('compiled', False) else model
         opt, loss = torch.optim.Adam(model.parameters(), 1e-3), get_loss('dice_bce')
         scaler = amp_setup('fp16', device)[1] if kw.get('amp_dtype') == torch.float16 else None
@@ -68,7 +69,8 @@ def capstone(device, data, size, minutes, shrink):
     from segcourse.training import train_run
     from segcourse.evaluation import evaluate_checkpoint
     say(f"3. the capstone recipe at {size}x{size} for {minutes} minute(s) on {data}")
-    recipe = dict(features=(8, 16, 32, 64, 128), augment=True, grad_clip=1.0, lr=1e-3, batch_size=16, time_limit=minutes, fit_to_time=True, epochs=1000)
+    from lgg_quality import RECIPE  # the capstone recipe's U-Net (benchmarks/lgg_quality.py)
+    recipe = dict(features=RECIPE['features'], augment=True, grad_clip=1.0, lr=1e-3, batch_size=16, time_limit=minutes, fit_to_time=True, epochs=1000)
     if data.startswith(('lgg', 'packed')): recipe.update(normalize='zscore', missing_sequence=0.3, val_fraction=7 / 39)
     if shrink: recipe.update(features=(4, 8), batch_size=4, epochs=2, n_train=16, n_val=8)
     cfg = RunConfig(data=data, size=size, amp=device.type == 'cuda', **recipe)
